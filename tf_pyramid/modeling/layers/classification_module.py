@@ -1,0 +1,36 @@
+"""Classification module (paper Sec. 3, A.2)."""
+import keras
+
+
+@keras.saving.register_keras_serializable(package="tf_pyramid")
+class ClassificationModule(keras.layers.Layer):
+    """A linear layer from the root's `V'` to class logits (softmax is applied by the losses).
+
+    Args:
+        num_classes: number of output classes.
+    """
+
+    def __init__(self, num_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.dense = keras.layers.Dense(
+            self.num_classes, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+            name="dense")
+
+    def build(self, input_shape):
+        self.dense.build(tuple(input_shape))
+        self.built = True
+
+    def call(self, features):
+        return self.dense(features)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def macs(self, in_features):
+        return in_features * self.num_classes
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes)
+        return config

@@ -1,0 +1,46 @@
+"""Location module (paper Sec. 3, A.2)."""
+import keras
+
+
+@keras.saving.register_keras_serializable(package="tf_pyramid")
+class LocationModule(keras.layers.Layer):
+    """Maps a patch's feature map `F` to one attention probability per grid cell.
+
+    A single conv whose kernel covers the whole of `F` (VALID) followed by the logistic function,
+    so the output is `[N, num_cells]`. Callers put `tf.stop_gradient` on `F` first (DESIGN.md §1).
+
+    Args:
+        num_cells: g, the number of candidate locations (9 for the 3x3 grid).
+    """
+
+    def __init__(self, num_cells=9, **kwargs):
+        super().__init__(**kwargs)
+        self.num_cells = int(num_cells)
+        self.conv = None
+
+    def build(self, input_shape):
+        height, width = int(input_shape[1]), int(input_shape[2])
+        self.conv = keras.layers.Conv2D(
+            self.num_cells, (height, width), padding="valid",
+            kernel_initializer="glorot_uniform", bias_initializer="zeros", name="conv")
+        self.conv.build(tuple(input_shape))
+        self.built = True
+
+    def call(self, feature_map, return_logits=False):
+        """Probabilities `[N, g]`; their logits instead with `return_logits=True` (for stable
+        log-probabilities in eq. 8a)."""
+        logits = keras.ops.reshape(self.conv(feature_map), (-1, self.num_cells))
+        return logits if return_logits else keras.ops.sigmoid(logits)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_cells)
+
+    def macs(self, feature_map_shape):
+        """MACs of one application on an `(h, w, c)` feature map."""
+        h, w, c = feature_map_shape
+        return h * w * c * self.num_cells
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_cells=self.num_cells)
+        return config

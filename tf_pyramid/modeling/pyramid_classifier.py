@@ -1,0 +1,312 @@
+"""The pyramid model: top-down traversal with hard attention, bottom-up merging (paper Sec. 3)."""
+import keras
+import tensorflow as tf
+
+from tf_pyramid.modeling import attention_policy
+from tf_pyramid.modeling import input_checks
+from tf_pyramid.modeling.layers import specs
+from tf_pyramid.modeling.layers.aggregation_module import AggregationModule
+from tf_pyramid.modeling.layers.classification_module import ClassificationModule
+from tf_pyramid.modeling.layers.feature_extraction import FeatureExtraction
+from tf_pyramid.modeling.layers.location_module import LocationModule
+from tf_pyramid.modeling.layers.merging_module import MergingModule
+from tf_pyramid.modeling.learning_rule import LearningRuleMixin
+
+GRID_SIZE = 3
+NUM_CELLS = GRID_SIZE * GRID_SIZE
+_REPLICA_SEED_STRIDE = 1000003
+
+
+@keras.saving.register_keras_serializable(package="tf_pyramid")
+class PyramidClassifier(LearningRuleMixin, keras.Model):
+    """Classifies an image by traversing its pyramid top-down with hard attention.
+
+    Level `l` of the pyramid is the input area-downscaled to `b * 2**(l-1)`; level 1 goes through
+    the feature extraction module (FE) whole; the location module picks cells of a 3x3 grid (50%
+    overlap) whose `b x b` crops of the next level go through the same FE, and so on to level `L`.
+    Features are merged bottom-up (eq. 7) and a prediction is made after every level.
+
+    Compute follows attention: per level the attended patches of the whole batch are gathered
+    into one flat batch, FE runs once on it, and results are scattered back for merging.
+
+    Calling the model returns a dict (B = batch, L = levels run, C = classes, g = 9):
+      logits [B, C]: deepest level; level_logits [B, L, C]: prediction after each level.
+      num_locations [B], level_num_locations [B, L]: attended cells in total (up to each level).
+      macs [B], level_macs [B, L]: multiply-accumulates spent on the image by a traversal that
+        stops after the deepest level / after each level (all modules, biases excluded).
+      location_log_prob [B, L]: log p(l|x) of the masks applied by a traversal that stops after
+        each level (eq. 8a); expected_locations [B, L]: p_t (eq. 14); cell_prob_sum [B, L, g] and
+        location_applications [B, L]: sums for pbar_k (eq. 15); location_entropy_sum [B, L]: sum of
+        the Bernoulli entropies of the applied cells (to see a collapsing policy).
+    `traverse()` gives the per-level patches, masks and probabilities themselves.
+
+    Args:
+        layer_specs: FE layer specs (see `FeatureExtraction`).
+        base_resolution: b, side of every patch FE sees (even).
+        levels: L, number of pyramid levels; the input side is `b * 2**(L-1)`.
+        num_classes: classifier outputs.
+        channels: image channels.
+        policy: "threshold", "sample" or "topk:K" for inference (training always samples).
+        seed: seed of the Bernoulli draws.
+        learning_rule: dict of learning-rule hyper-parameters (see `LearningRuleMixin`).
+    """
+
+    def __init__(self, layer_specs, base_resolution, levels, num_classes, channels=3,
+                 policy="threshold", seed=None, negative_slope=specs.NEGATIVE_SLOPE,
+                 learning_rule=None, **kwargs):
+        super().__init__(**kwargs)
+        self.layer_specs = specs.validate_layer_specs(layer_specs)
+        self.base_resolution = int(base_resolution)
+        self.levels = input_checks.check_levels(levels)
+        self.num_classes = int(num_classes)
+        self.channels = int(channels)
+        self.negative_slope = float(negative_slope)
+        self.seed = seed
+        if self.base_resolution < 2 or self.base_resolution % 2:
+            raise ValueError(
+                f"base_resolution must be an even integer >= 2 (children sit at offsets 0, b/2, "
+                f"b); got {base_resolution!r}.")
+        self._policy = None
+        self.policy = policy
+        self.feature_extraction = FeatureExtraction(
+            self.layer_specs, negative_slope=negative_slope, name="feature_extraction")
+        self.features = self.feature_extraction.features
+        self.location_module = LocationModule(NUM_CELLS, name="location")
+        self.aggregation_module = AggregationModule(
+            self.features, GRID_SIZE, negative_slope=negative_slope, name="aggregation")
+        self.merging_module = MergingModule(
+            self.features, negative_slope=negative_slope, name="merging")
+        self.classification_module = ClassificationModule(self.num_classes, name="classification")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="attention_seed")
+        self.init_learning_rule(learning_rule)
+        self.build((None, self.input_size, self.input_size, self.channels))
+
+    # ----------------------------------------------------------------------------------------
+    # Configuration.
+    @property
+    def input_size(self):
+        """Side of the input images, `b * 2**(L-1)`."""
+        return self.base_resolution * 2 ** (self.levels - 1)
+
+    @property
+    def policy(self):
+        return self._policy
+
+    @policy.setter
+    def policy(self, value):
+        self._policy_kind, self._policy_k = attention_policy.parse_policy(value, NUM_CELLS)
+        self._policy = str(value).strip().lower()
+
+    @property
+    def feature_map_shape(self):
+        b = self.base_resolution
+        return specs.feature_map_shape(self.layer_specs, (b, b))
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        b, f = self.base_resolution, self.features
+        self.feature_extraction.build((None, b, b, self.channels))
+        self.location_module.build((None, *self.feature_map_shape))
+        self.aggregation_module.build((None, GRID_SIZE, GRID_SIZE, f))
+        self.merging_module.build(((None, f), (None, f)))
+        self.classification_module.build((None, f))
+        self.built = True
+
+    def module_costs(self):
+        """Per-application MACs of every module (DESIGN.md unit)."""
+        b, f = self.base_resolution, self.features
+        return {
+            "feature_extraction": self.feature_extraction.macs(b, b, self.channels),
+            "location": self.location_module.macs(self.feature_map_shape),
+            "aggregation": self.aggregation_module.macs(f),
+            "merging": self.merging_module.macs(f),
+            "classification": self.classification_module.macs(f),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            layer_specs=[list(s) for s in self.layer_specs],
+            base_resolution=self.base_resolution, levels=self.levels,
+            num_classes=self.num_classes, channels=self.channels, policy=self.policy,
+            seed=self.seed, negative_slope=self.negative_slope,
+            learning_rule=self.learning_rule_config())
+        return config
+
+    # ----------------------------------------------------------------------------------------
+    # Top-down traversal.
+    def image_pyramid(self, images, depth=None):
+        """Levels 1..depth of the pyramid: 2x2 average pooling is the exact area resize by 2."""
+        depth = self.levels if depth is None else depth
+        pyramid = [images]
+        for _ in range(self.levels - 1):
+            pyramid.insert(0, tf.nn.avg_pool2d(pyramid[0], 2, 2, "VALID"))
+        return pyramid[:depth]
+
+    def _attention_seed(self):
+        """A stateless seed that differs per call and per replica (DESIGN.md §4)."""
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        replica = tf.distribute.get_replica_context()
+        replica_id = 0 if replica is None else replica.replica_id_in_sync_group
+        return seed + tf.stack([tf.constant(0, tf.int64),
+                                tf.cast(replica_id, tf.int64) * _REPLICA_SEED_STRIDE])
+
+    @staticmethod
+    def _unless_empty(fn, batch, empty_shapes):
+        """`fn()` when the flat batch has patches, else empty outputs.
+
+        TF's conv kernels return a wrongly shaped result for an empty batch, which happens
+        whenever no cell of a level is attended anywhere in the batch.
+        """
+        def empty():
+            outputs = tuple(tf.zeros([0, *shape]) for shape in empty_shapes)
+            return outputs if len(outputs) > 1 else outputs[0]
+        return tf.cond(batch > 0, fn, empty)
+
+    def _crop_children(self, level_image, image_index, offsets):
+        """Exact `b x b` pixel crops at integer `offsets` [P, 2] of `level_image` [B, S, S, C]."""
+        side = tf.shape(level_image)[1]
+        flat = tf.reshape(level_image, [-1, self.channels])
+        span = tf.range(self.base_resolution)
+        rows = offsets[:, 0, None] + span[None, :]                       # [P, b]
+        cols = offsets[:, 1, None] + span[None, :]                       # [P, b]
+        index = (image_index[:, None, None] * side + rows[:, :, None]) * side + cols[:, None, :]
+        return tf.gather(flat, index)                                    # [P, b, b, C]
+
+    def traverse(self, images, training=False, depth=None, policy=None):
+        """Runs the top-down pass; returns a dict of per-level lists (index 0 = level 1).
+
+        `image_index[l]` [P_l]: image of each patch; `parent[l]`, `cell[l]` [P_l]: its parent patch
+        at level l-1 and grid cell (-1 at level 1); `offset[l]` [P_l, 2]: top-left corner in
+        level-l pixels; `feature_map[l]`, `vector[l]`: FE outputs; for levels < depth also
+        `probabilities[l]` and `mask[l]` [P_l, g] of the location module applied there.
+        """
+        images = input_checks.check_images(images, self.input_size, self.channels)
+        depth = input_checks.check_depth(depth, self.levels)
+        kind, k = ("sample", None) if training else (self._policy_kind, self._policy_k)
+        if policy is not None:
+            kind, k = attention_policy.parse_policy(policy, NUM_CELLS)
+        pyramid = self.image_pyramid(images, depth)
+        batch = tf.shape(images)[0]
+        trace = {key: [] for key in ("image_index", "parent", "cell", "offset", "feature_map",
+                                     "vector", "probabilities", "logits", "mask")}
+        image_index = tf.range(batch)
+        parent = cell = -tf.ones([batch], tf.int32)
+        offset = tf.zeros([batch, 2], tf.int32)
+        patches = pyramid[0]
+        half = self.base_resolution // 2
+        for level in range(depth):
+            feature_map, vector = self._unless_empty(
+                lambda: self.feature_extraction(patches, training=training),
+                tf.shape(patches)[0], (self.feature_map_shape, (self.features,)))
+            for key, value in (("image_index", image_index), ("parent", parent), ("cell", cell),
+                               ("offset", offset), ("feature_map", feature_map),
+                               ("vector", vector)):
+                trace[key].append(value)
+            if level == depth - 1:
+                break
+            logits = self._unless_empty(
+                lambda: self.location_module(tf.stop_gradient(feature_map), return_logits=True),
+                tf.shape(feature_map)[0], ((NUM_CELLS,),))
+            probabilities = tf.sigmoid(logits)
+            seed = self._attention_seed() if kind == "sample" else None
+            mask = tf.stop_gradient(attention_policy.attention_mask(probabilities, kind, k, seed))
+            trace["logits"].append(logits)
+            trace["probabilities"].append(probabilities)
+            trace["mask"].append(mask)
+            attended = tf.cast(tf.where(mask > 0), tf.int32)            # [P', 2], row-major
+            parent, cell = attended[:, 0], attended[:, 1]
+            image_index = tf.gather(image_index, parent)
+            grid_position = tf.stack([cell // GRID_SIZE, cell % GRID_SIZE], axis=1)
+            offset = 2 * tf.gather(offset, parent) + half * grid_position
+            patches = self._crop_children(pyramid[level + 1], image_index, offset)
+        return trace
+
+    # ----------------------------------------------------------------------------------------
+    # Bottom-up merging.
+    def _merge_children(self, parent_vectors, child_vectors, parent, cell):
+        """eq. 7: V'_n = merge(V_n, agg(children)); patches without attended children keep V."""
+        num_parents = tf.shape(parent_vectors)[0]
+        has_child = tf.math.unsorted_segment_max(
+            tf.ones_like(parent), parent, num_parents) > 0
+        with_children = tf.cast(tf.where(has_child)[:, 0], tf.int32)   # [Q]
+        slot = tf.gather(tf.cumsum(tf.cast(has_child, tf.int32)) - 1, parent)
+        grid = tf.scatter_nd(tf.stack([slot, cell], axis=1), child_vectors,
+                             tf.stack([tf.shape(with_children)[0], NUM_CELLS, self.features]))
+        grid = tf.reshape(grid, [-1, GRID_SIZE, GRID_SIZE, self.features])
+        merged = self._unless_empty(
+            lambda: self.merging_module(
+                [tf.gather(parent_vectors, with_children), self.aggregation_module(grid)]),
+            tf.shape(with_children)[0], ((self.features,),))
+        return tf.tensor_scatter_nd_update(parent_vectors, with_children[:, None], merged), has_child
+
+    def _root_vectors(self, trace, depth):
+        """Root V' of every image for a traversal truncated after `depth` levels."""
+        merged = trace["vector"][depth - 1]
+        for level in range(depth - 2, -1, -1):
+            merged, _ = self._merge_children(trace["vector"][level], merged,
+                                             trace["parent"][level + 1], trace["cell"][level + 1])
+        return merged
+
+    def call(self, images, training=False, depth=None, policy=None):
+        trace = self.traverse(images, training=training, depth=depth, policy=policy)
+        return self.summarize(trace, tf.shape(images)[0])
+
+    def summarize(self, trace, batch):
+        """Per-depth logits, costs and location statistics of one traversal (see class doc)."""
+        depth = len(trace["vector"])
+        level_logits = [self.classification_module(self._root_vectors(trace, d))
+                        for d in range(1, depth + 1)]
+        costs = self.module_costs()
+
+        def per_image(values, level):
+            return tf.math.unsorted_segment_sum(values, trace["image_index"][level], batch)
+
+        def cumulative(per_level, dtype, shape_tail=()):
+            """Column d-1 = sum of the contributions of the location modules above depth d."""
+            zero = tf.zeros(tf.concat([[batch], tf.constant(shape_tail, tf.int32)], 0), dtype)
+            return tf.cumsum(tf.stack([zero] + per_level, axis=1), axis=1)
+
+        patch_counts, applied, attended, log_prob, cell_sum, aggregated, entropy = (
+            [], [], [], [], [], [], [])
+        for level in range(depth):
+            ones = tf.ones_like(trace["image_index"][level], tf.int64)
+            patch_counts.append(per_image(ones, level))
+            if level == depth - 1:
+                break
+            probs, mask = trace["probabilities"][level], trace["mask"][level]
+            logits = trace["logits"][level]
+            log_on, log_off = tf.math.log_sigmoid(logits), tf.math.log_sigmoid(-logits)
+            log_p = tf.reduce_sum(mask * log_on + (1.0 - mask) * log_off, axis=1)
+            entropy.append(per_image(
+                -tf.reduce_sum(probs * log_on + (1.0 - probs) * log_off, axis=1), level))
+            applied.append(per_image(ones, level))
+            attended.append(per_image(tf.cast(tf.reduce_sum(mask, 1), tf.int64), level))
+            log_prob.append(per_image(log_p, level))
+            cell_sum.append(per_image(probs, level))
+            has_child = tf.reduce_max(mask, axis=1) > 0
+            aggregated.append(per_image(tf.cast(has_child, tf.int64), level))
+
+        patches_to_depth = tf.cumsum(tf.stack(patch_counts, axis=1), axis=1)   # [B, depth]
+        applications = cumulative(applied, tf.int64)
+        merges = cumulative(aggregated, tf.int64)
+        level_macs = (patches_to_depth * costs["feature_extraction"]
+                      + applications * costs["location"]
+                      + merges * (costs["aggregation"] + costs["merging"])
+                      + costs["classification"])
+        level_num_locations = cumulative(attended, tf.int64)
+        cell_prob_sum = cumulative(cell_sum, tf.float32, (NUM_CELLS,))
+        return {
+            "logits": level_logits[-1],
+            "level_logits": tf.stack(level_logits, axis=1),
+            "num_locations": level_num_locations[:, -1],
+            "level_num_locations": level_num_locations,
+            "macs": level_macs[:, -1],
+            "level_macs": level_macs,
+            "location_log_prob": cumulative(log_prob, tf.float32),
+            "expected_locations": tf.reduce_sum(cell_prob_sum, axis=2),
+            "cell_prob_sum": cell_prob_sum,
+            "location_applications": applications,
+            "location_entropy_sum": cumulative(entropy, tf.float32),
+        }
