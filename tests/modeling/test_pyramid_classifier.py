@@ -236,3 +236,19 @@ def test_baseline_outputs_and_round_trip(tmp_path):
     np.testing.assert_allclose(loaded(images)["logits"], outputs["logits"], rtol=1e-6)
     with pytest.raises(ValueError, match="baseline"):
         tf_pyramid.build_model("mnist_bl3", policy="topk:2")
+
+
+def test_descend_fn_skips_the_work_of_stopped_images():
+    model = _model("mnist_m2", 3, policy="topk:3")
+    images = _images(model, batch=3)
+    full = model(images)
+    stop_first = lambda trace, level: tf.range(3) > 0  # image 0 stops after level 1
+    trace = model.traverse(images, descend_fn=stop_first)
+    early = model.summarize(trace, 3)
+    assert early["num_locations"][0] == 0
+    assert early["macs"][0] == full["level_macs"][0, 0]
+    np.testing.assert_allclose(early["logits"][0], full["level_logits"][0, 0], rtol=1e-5)
+    np.testing.assert_array_equal(early["macs"][1:], full["macs"][1:])
+    np.testing.assert_allclose(early["logits"][1:], full["logits"][1:], rtol=1e-5, atol=1e-6)
+    # The location module ran on no patch of image 0.
+    assert trace["applied"][0].numpy().tolist() == [0.0, 1.0, 1.0]

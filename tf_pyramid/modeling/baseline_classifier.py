@@ -36,6 +36,10 @@ class BaselineClassifier(keras.Model):
             keras.layers.Dense(self.features, kernel_initializer="glorot_uniform",
                                bias_initializer="zeros", name=f"fc{i}") for i in (1, 2)]
         self.classification_module = ClassificationModule(self.num_classes, name="classification")
+        self._trackers = {"loss": keras.metrics.Mean(name="loss"),
+                          "cross_entropy": keras.metrics.Mean(name="cross_entropy"),
+                          "level_1_accuracy": keras.metrics.SparseCategoricalAccuracy(
+                              name="level_1_accuracy")}
         self.build((None, self.input_size, self.input_size, self.channels))
 
     def build(self, input_shape=None):
@@ -70,11 +74,6 @@ class BaselineClassifier(keras.Model):
     # trainer and `fit` drive both alike.
     @property
     def metrics(self):
-        if not hasattr(self, "_trackers"):
-            self._trackers = {"loss": keras.metrics.Mean(name="loss"),
-                              "cross_entropy": keras.metrics.Mean(name="cross_entropy"),
-                              "level_1_accuracy": keras.metrics.SparseCategoricalAccuracy(
-                                  name="level_1_accuracy")}
         return list(self._trackers.values())
 
     def _step(self, data, training):
@@ -86,7 +85,6 @@ class BaselineClassifier(keras.Model):
         if training:
             variables = self.trainable_variables
             self.optimizer.apply(tape.gradient(loss, variables), variables)
-        self.metrics  # creates the trackers on first use
         replicas = tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)
         self._trackers["loss"].update_state(loss * replicas)
         self._trackers["cross_entropy"].update_state(loss * replicas)

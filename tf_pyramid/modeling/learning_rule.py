@@ -104,7 +104,12 @@ class LearningRuleMixin:
         self.reward_baseline = self.add_weight(
             shape=(levels,), initializer="zeros", trainable=False, name="reward_baseline",
             aggregation="only_first_replica")
-        self._trackers = None
+        names = ["loss", "cross_entropy", "reinforce", "target_locations", "uniformity",
+                 "num_locations", "location_probability", "location_entropy"]
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        for depth in range(1, levels + 1):
+            self._trackers[f"level_{depth}_accuracy"] = keras.metrics.SparseCategoricalAccuracy(
+                name=f"level_{depth}_accuracy")
 
     def learning_rule_config(self):
         return dict(self.learning_rule)
@@ -154,8 +159,9 @@ class LearningRuleMixin:
     def update_reward_baseline(self, outputs, labels):
         """eq. 12, with the mean of log p(y|l,x) taken over the global batch."""
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-        log_prob_labels = -keras.losses.sparse_categorical_crossentropy(
-            labels[:, None], outputs["level_logits"], from_logits=True)      # [N, L]
+        level_logits = outputs["level_logits"]                                 # [N, L, C]
+        log_prob_labels = -tf.nn.sparse_softmax_cross_entropy_with_logits(
+            tf.repeat(labels[:, None], tf.shape(level_logits)[1], axis=1), level_logits)  # [N, L]
         context = tf.distribute.get_replica_context()
         total = context.all_reduce("sum", tf.reduce_sum(log_prob_labels, axis=0))
         count = context.all_reduce("sum", tf.cast(tf.shape(log_prob_labels)[0], tf.float32))
@@ -169,17 +175,9 @@ class LearningRuleMixin:
     # ----------------------------------------------------------------------------------------
     @property
     def metrics(self):
-        if self._trackers is None:
-            names = ["loss", "cross_entropy", "reinforce", "target_locations", "uniformity",
-                     "num_locations", "location_probability", "location_entropy"]
-            self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
-            for depth in range(1, self.levels + 1):
-                self._trackers[f"level_{depth}_accuracy"] = keras.metrics.SparseCategoricalAccuracy(
-                    name=f"level_{depth}_accuracy")
         return list(self._trackers.values())
 
     def _update_metrics(self, outputs, labels, terms):
-        self.metrics  # creates the trackers on first use
         trackers = self._trackers
         for name, value in terms.items():
             trackers[name].update_state(value * tf.cast(

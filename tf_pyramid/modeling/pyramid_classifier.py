@@ -174,13 +174,18 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
         index = (image_index[:, None, None] * side + rows[:, :, None]) * side + cols[:, None, :]
         return tf.gather(flat, index)                                    # [P, b, b, C]
 
-    def traverse(self, images, training=False, depth=None, policy=None):
+    def traverse(self, images, training=False, depth=None, policy=None, descend_fn=None):
         """Runs the top-down pass; returns a dict of per-level lists (index 0 = level 1).
 
         `image_index[l]` [P_l]: image of each patch; `parent[l]`, `cell[l]` [P_l]: its parent patch
         at level l-1 and grid cell (-1 at level 1); `offset[l]` [P_l, 2]: top-left corner in
         level-l pixels; `feature_map[l]`, `vector[l]`: FE outputs; for levels < depth also
-        `probabilities[l]` and `mask[l]` [P_l, g] of the location module applied there.
+        `logits[l]`, `probabilities[l]` and `mask[l]` [P_l, g] of the location module, and
+        `applied[l]` [P_l] (1.0 where it was applied).
+
+        `descend_fn(trace, level)`, if given, returns a bool [B]: which images go on below
+        `level` (0-based). The location module is not applied to the other images' patches and
+        they get no children (early exit, skipped work rather than masked work).
         """
         images = input_checks.check_images(images, self.input_size, self.channels)
         depth = input_checks.check_depth(depth, self.levels)
@@ -190,7 +195,7 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
         pyramid = self.image_pyramid(images, depth)
         batch = tf.shape(images)[0]
         trace = {key: [] for key in ("image_index", "parent", "cell", "offset", "feature_map",
-                                     "vector", "probabilities", "logits", "mask")}
+                                     "vector", "logits", "probabilities", "mask", "applied")}
         image_index = tf.range(batch)
         parent = cell = -tf.ones([batch], tf.int32)
         offset = tf.zeros([batch, 2], tf.int32)
@@ -206,15 +211,27 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
                 trace[key].append(value)
             if level == depth - 1:
                 break
-            logits = self._unless_empty(
-                lambda: self.location_module(tf.stop_gradient(feature_map), return_logits=True),
-                tf.shape(feature_map)[0], ((NUM_CELLS,),))
+            location_input = tf.stop_gradient(feature_map)
+            if descend_fn is None:
+                applied = tf.ones_like(image_index, tf.float32)
+                logits = self._unless_empty(
+                    lambda: self.location_module(location_input, return_logits=True),
+                    tf.shape(location_input)[0], ((NUM_CELLS,),))
+            else:
+                active = tf.gather(tf.convert_to_tensor(descend_fn(trace, level)), image_index)
+                rows = tf.cast(tf.where(active)[:, 0], tf.int32)
+                selected = tf.gather(location_input, rows)
+                logits = tf.scatter_nd(rows[:, None], self._unless_empty(
+                    lambda: self.location_module(selected, return_logits=True),
+                    tf.shape(rows)[0], ((NUM_CELLS,),)), tf.stack([tf.shape(active)[0], NUM_CELLS]))
+                applied = tf.cast(active, tf.float32)
             probabilities = tf.sigmoid(logits)
             seed = self._attention_seed() if kind == "sample" else None
-            mask = tf.stop_gradient(attention_policy.attention_mask(probabilities, kind, k, seed))
-            trace["logits"].append(logits)
-            trace["probabilities"].append(probabilities)
-            trace["mask"].append(mask)
+            mask = applied[:, None] * tf.stop_gradient(
+                attention_policy.attention_mask(probabilities, kind, k, seed))
+            for key, value in (("logits", logits), ("probabilities", probabilities),
+                               ("mask", mask), ("applied", applied)):
+                trace[key].append(value)
             attended = tf.cast(tf.where(mask > 0), tf.int32)            # [P', 2], row-major
             parent, cell = attended[:, 0], attended[:, 1]
             image_index = tf.gather(image_index, parent)
@@ -275,13 +292,15 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
             patch_counts.append(per_image(ones, level))
             if level == depth - 1:
                 break
-            probs, mask = trace["probabilities"][level], trace["mask"][level]
-            logits = trace["logits"][level]
+            mask, logits = trace["mask"][level], trace["logits"][level]
+            is_applied = trace["applied"][level]
+            probs = trace["probabilities"][level] * is_applied[:, None]
             log_on, log_off = tf.math.log_sigmoid(logits), tf.math.log_sigmoid(-logits)
-            log_p = tf.reduce_sum(mask * log_on + (1.0 - mask) * log_off, axis=1)
+            log_p = is_applied * tf.reduce_sum(mask * log_on + (1.0 - mask) * log_off, axis=1)
             entropy.append(per_image(
-                -tf.reduce_sum(probs * log_on + (1.0 - probs) * log_off, axis=1), level))
-            applied.append(per_image(ones, level))
+                -tf.reduce_sum(probs * log_on + (is_applied[:, None] - probs) * log_off, axis=1),
+                level))
+            applied.append(per_image(tf.cast(is_applied, tf.int64), level))
             attended.append(per_image(tf.cast(tf.reduce_sum(mask, 1), tf.int64), level))
             log_prob.append(per_image(log_p, level))
             cell_sum.append(per_image(probs, level))
