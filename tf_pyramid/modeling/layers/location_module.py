@@ -29,7 +29,11 @@ class LocationModule(keras.layers.Layer):
     def call(self, feature_map, return_logits=False):
         """Probabilities `[N, g]`; their logits instead with `return_logits=True` (for stable
         log-probabilities in eq. 8a)."""
-        logits = keras.ops.reshape(self.conv(feature_map), (-1, self.num_cells))
+        # A VALID conv whose kernel covers the whole input is one matmul on the flattened map;
+        # computing it as such is several times faster than the conv kernel on small batches.
+        kernel = keras.ops.reshape(self.conv.kernel, (-1, self.num_cells))
+        flat = keras.ops.reshape(feature_map, (-1, kernel.shape[0]))
+        logits = keras.ops.matmul(flat, kernel) + self.conv.bias
         return logits if return_logits else keras.ops.sigmoid(logits)
 
     def compute_output_shape(self, input_shape):
