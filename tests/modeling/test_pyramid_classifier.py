@@ -252,3 +252,16 @@ def test_descend_fn_skips_the_work_of_stopped_images():
     np.testing.assert_allclose(early["logits"][1:], full["logits"][1:], rtol=1e-5, atol=1e-6)
     # The location module ran on no patch of image 0.
     assert trace["applied"][0].numpy().tolist() == [0.0, 1.0, 1.0]
+
+
+def test_child_crops_are_exact_pixels_on_large_levels():
+    model = _model("imagenet_m1", 5)  # 512 px input, b = 32
+    rng = np.random.default_rng(5)
+    level = rng.uniform(-1, 1, (2, 512, 512, 3)).astype("float32")
+    offsets = rng.integers(0, (512 - 32) // 16 + 1, (40, 2)) * 16
+    offsets[0] = [480, 480]
+    image_index = rng.integers(0, 2, 40)
+    crops = model._crop_children(tf.constant(level), tf.constant(image_index, tf.int32),
+                                 tf.constant(offsets, tf.int32)).numpy()
+    for crop, image, (y, x) in zip(crops, image_index, offsets):
+        np.testing.assert_array_equal(crop, level[image, y:y + 32, x:x + 32])

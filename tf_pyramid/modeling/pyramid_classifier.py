@@ -165,14 +165,16 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
         return tf.cond(batch > 0, fn, empty)
 
     def _crop_children(self, level_image, image_index, offsets):
-        """Exact `b x b` pixel crops at integer `offsets` [P, 2] of `level_image` [B, S, S, C]."""
-        side = tf.shape(level_image)[1]
-        flat = tf.reshape(level_image, [-1, self.channels])
-        span = tf.range(self.base_resolution)
-        rows = offsets[:, 0, None] + span[None, :]                       # [P, b]
-        cols = offsets[:, 1, None] + span[None, :]                       # [P, b]
-        index = (image_index[:, None, None] * side + rows[:, :, None]) * side + cols[:, None, :]
-        return tf.gather(flat, index)                                    # [P, b, b, C]
+        """Exact `b x b` pixel crops at integer `offsets` [P, 2] of `level_image` [B, S, S, C].
+
+        Nearest-neighbour `crop_and_resize` with boxes spanning exactly b pixel centres samples
+        the pixels themselves (no interpolation); it is faster than an index gather.
+        """
+        last = tf.cast(tf.shape(level_image)[1] - 1, tf.float32)
+        top_left = tf.cast(offsets, tf.float32)
+        boxes = tf.concat([top_left, top_left + float(self.base_resolution - 1)], axis=1) / last
+        return tf.image.crop_and_resize(level_image, boxes, image_index,
+                                        [self.base_resolution] * 2, method="nearest")
 
     def traverse(self, images, training=False, depth=None, policy=None, descend_fn=None):
         """Runs the top-down pass; returns a dict of per-level lists (index 0 = level 1).
@@ -277,45 +279,41 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
                         for d in range(1, depth + 1)]
         costs = self.module_costs()
 
-        def per_image(values, level):
-            return tf.math.unsorted_segment_sum(values, trace["image_index"][level], batch)
-
-        def cumulative(per_level, dtype, shape_tail=()):
-            """Column d-1 = sum of the contributions of the location modules above depth d."""
-            zero = tf.zeros(tf.concat([[batch], tf.constant(shape_tail, tf.int32)], 0), dtype)
-            return tf.cumsum(tf.stack([zero] + per_level, axis=1), axis=1)
-
-        patch_counts, applied, attended, log_prob, cell_sum, aggregated, entropy = (
-            [], [], [], [], [], [], [])
+        # One segment sum per level over all per-patch statistics (columns below); a location
+        # module applied at level l counts for the traversals that go deeper than l.
+        per_level = []
         for level in range(depth):
-            ones = tf.ones_like(trace["image_index"][level], tf.int64)
-            patch_counts.append(per_image(ones, level))
+            index = trace["image_index"][level]
+            count = tf.ones_like(index, tf.float32)[:, None]
             if level == depth - 1:
-                break
-            mask, logits = trace["mask"][level], trace["logits"][level]
-            is_applied = trace["applied"][level]
-            probs = trace["probabilities"][level] * is_applied[:, None]
-            log_on, log_off = tf.math.log_sigmoid(logits), tf.math.log_sigmoid(-logits)
-            log_p = is_applied * tf.reduce_sum(mask * log_on + (1.0 - mask) * log_off, axis=1)
-            entropy.append(per_image(
-                -tf.reduce_sum(probs * log_on + (is_applied[:, None] - probs) * log_off, axis=1),
-                level))
-            applied.append(per_image(tf.cast(is_applied, tf.int64), level))
-            attended.append(per_image(tf.cast(tf.reduce_sum(mask, 1), tf.int64), level))
-            log_prob.append(per_image(log_p, level))
-            cell_sum.append(per_image(probs, level))
-            has_child = tf.reduce_max(mask, axis=1) > 0
-            aggregated.append(per_image(tf.cast(has_child, tf.int64), level))
-
-        patches_to_depth = tf.cumsum(tf.stack(patch_counts, axis=1), axis=1)   # [B, depth]
-        applications = cumulative(applied, tf.int64)
-        merges = cumulative(aggregated, tf.int64)
+                columns = tf.pad(count, [[0, 0], [0, 5 + NUM_CELLS]])
+            else:
+                mask, logits = trace["mask"][level], trace["logits"][level]
+                applied = trace["applied"][level][:, None]
+                probs = trace["probabilities"][level] * applied
+                log_on, log_off = tf.math.log_sigmoid(logits), tf.math.log_sigmoid(-logits)
+                columns = tf.concat([
+                    count,
+                    applied,
+                    tf.reduce_sum(mask, 1, keepdims=True),                      # attended
+                    applied * tf.reduce_sum(mask * log_on + (1.0 - mask) * log_off, 1,
+                                            keepdims=True),                     # log p(l|x)
+                    tf.reduce_max(mask, 1, keepdims=True),                      # has children
+                    -tf.reduce_sum(probs * log_on + (applied - probs) * log_off, 1,
+                                   keepdims=True),                              # entropy
+                    probs], axis=1)
+            per_level.append(tf.math.unsorted_segment_sum(columns, index, batch))
+        stats = tf.stack(per_level, axis=1)                                  # [B, depth, 15]
+        patches_to_depth = tf.cast(tf.cumsum(stats[:, :, 0], axis=1), tf.int64)
+        above = tf.cumsum(stats[:, :, 1:], axis=1, exclusive=True)
+        applications = tf.cast(above[:, :, 0], tf.int64)
+        level_num_locations = tf.cast(above[:, :, 1], tf.int64)
+        merges = tf.cast(above[:, :, 3], tf.int64)
+        cell_prob_sum = above[:, :, 5:]
         level_macs = (patches_to_depth * costs["feature_extraction"]
                       + applications * costs["location"]
                       + merges * (costs["aggregation"] + costs["merging"])
                       + costs["classification"])
-        level_num_locations = cumulative(attended, tf.int64)
-        cell_prob_sum = cumulative(cell_sum, tf.float32, (NUM_CELLS,))
         return {
             "logits": level_logits[-1],
             "level_logits": tf.stack(level_logits, axis=1),
@@ -323,9 +321,9 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
             "level_num_locations": level_num_locations,
             "macs": level_macs[:, -1],
             "level_macs": level_macs,
-            "location_log_prob": cumulative(log_prob, tf.float32),
+            "location_log_prob": above[:, :, 2],
             "expected_locations": tf.reduce_sum(cell_prob_sum, axis=2),
             "cell_prob_sum": cell_prob_sum,
             "location_applications": applications,
-            "location_entropy_sum": cumulative(entropy, tf.float32),
+            "location_entropy_sum": above[:, :, 4],
         }
