@@ -78,6 +78,9 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
             self.features, negative_slope=negative_slope, name="merging")
         self.classification_module = ClassificationModule(self.num_classes, name="classification")
         self.seed_generator = keras.random.SeedGenerator(seed, name="attention_seed")
+        # The flat per-level batches have data-dependent sizes: keep `fit` from choosing XLA
+        # (jit_compile="auto" would on a GPU).
+        self.supports_jit = False
         self.init_learning_rule(learning_rule)
         self.build((None, self.input_size, self.input_size, self.channels))
 
