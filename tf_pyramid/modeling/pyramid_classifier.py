@@ -248,27 +248,37 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
     # ----------------------------------------------------------------------------------------
     # Bottom-up merging.
     def _merge_children(self, parent_vectors, child_vectors, parent, cell):
-        """eq. 7: V'_n = merge(V_n, agg(children)); patches without attended children keep V."""
-        num_parents = tf.shape(parent_vectors)[0]
+        """eq. 7 for several truncation depths at once.
+
+        `parent_vectors` [P, f]: V of the parents; `child_vectors` [P', n, f]: the children's V'
+        under n truncation depths; `parent`, `cell` [P']: where each child sits. Returns [P, n, f]:
+        V'_n = merge(V_n, agg(children)), and V'_n = V_n for patches with no attended child.
+        """
+        f, n = self.features, tf.shape(child_vectors)[1]
         has_child = tf.math.unsorted_segment_max(
-            tf.ones_like(parent), parent, num_parents) > 0
+            tf.ones_like(parent), parent, tf.shape(parent_vectors)[0]) > 0
         with_children = tf.cast(tf.where(has_child)[:, 0], tf.int32)   # [Q]
         slot = tf.gather(tf.cumsum(tf.cast(has_child, tf.int32)) - 1, parent)
         grid = tf.scatter_nd(tf.stack([slot, cell], axis=1), child_vectors,
-                             tf.stack([tf.shape(with_children)[0], NUM_CELLS, self.features]))
-        grid = tf.reshape(grid, [-1, GRID_SIZE, GRID_SIZE, self.features])
-        merged = self._unless_empty(
-            lambda: self.merging_module(
-                [tf.gather(parent_vectors, with_children), self.aggregation_module(grid)]),
-            tf.shape(with_children)[0], ((self.features,),))
-        return tf.tensor_scatter_nd_update(parent_vectors, with_children[:, None], merged), has_child
+                             tf.stack([tf.shape(with_children)[0], NUM_CELLS, n, f]))
+        grid = tf.reshape(tf.transpose(grid, [0, 2, 1, 3]), [-1, GRID_SIZE, GRID_SIZE, f])
+        parents = tf.repeat(tf.gather(parent_vectors, with_children), n, axis=0)
+        merged = tf.reshape(self.merging_module([parents, self.aggregation_module(grid)]),
+                            [-1, n, f])
+        unmerged = tf.tile(parent_vectors[:, None, :], tf.stack([1, n, 1]))
+        return tf.tensor_scatter_nd_update(unmerged, with_children[:, None], merged)
 
-    def _root_vectors(self, trace, depth):
-        """Root V' of every image for a traversal truncated after `depth` levels."""
-        merged = trace["vector"][depth - 1]
-        for level in range(depth - 2, -1, -1):
-            merged, _ = self._merge_children(trace["vector"][level], merged,
-                                             trace["parent"][level + 1], trace["cell"][level + 1])
+    def root_vectors(self, trace):
+        """Root V' of every image [B, D, f] for the traversal truncated after 1..D levels.
+
+        Bottom-up, level by level: the truncations deeper than a level are merged in one batch.
+        """
+        vectors = trace["vector"]
+        merged = vectors[-1][:, None, :]
+        for level in range(len(vectors) - 2, -1, -1):
+            deeper = self._merge_children(vectors[level], merged, trace["parent"][level + 1],
+                                          trace["cell"][level + 1])
+            merged = tf.concat([vectors[level][:, None, :], deeper], axis=1)
         return merged
 
     def call(self, images, training=False, depth=None, policy=None):
@@ -278,8 +288,9 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
     def summarize(self, trace, batch):
         """Per-depth logits, costs and location statistics of one traversal (see class doc)."""
         depth = len(trace["vector"])
-        level_logits = [self.classification_module(self._root_vectors(trace, d))
-                        for d in range(1, depth + 1)]
+        roots = self.root_vectors(trace)                                  # [B, depth, f]
+        level_logits = tf.reshape(self.classification_module(tf.reshape(roots, [-1, self.features])),
+                                  [-1, depth, self.num_classes])
         costs = self.module_costs()
 
         # One segment sum per level over all per-patch statistics (columns below); a location
@@ -318,8 +329,8 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
                       + merges * (costs["aggregation"] + costs["merging"])
                       + costs["classification"])
         return {
-            "logits": level_logits[-1],
-            "level_logits": tf.stack(level_logits, axis=1),
+            "logits": level_logits[:, -1],
+            "level_logits": level_logits,
             "num_locations": level_num_locations[:, -1],
             "level_num_locations": level_num_locations,
             "macs": level_macs[:, -1],
