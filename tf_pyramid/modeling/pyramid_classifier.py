@@ -168,16 +168,15 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
         return tf.cond(batch > 0, fn, empty)
 
     def _crop_children(self, level_image, image_index, offsets):
-        """Exact `b x b` pixel crops at integer `offsets` [P, 2] of `level_image` [B, S, S, C].
-
-        Nearest-neighbour `crop_and_resize` with boxes spanning exactly b pixel centres samples
-        the pixels themselves (no interpolation); it is faster than an index gather.
-        """
-        last = tf.cast(tf.shape(level_image)[1] - 1, tf.float32)
-        top_left = tf.cast(offsets, tf.float32)
-        boxes = tf.concat([top_left, top_left + float(self.base_resolution - 1)], axis=1) / last
-        return tf.image.crop_and_resize(level_image, boxes, image_index,
-                                        [self.base_resolution] * 2, method="nearest")
+        """Exact `b x b` pixel crops at integer `offsets` [P, 2] of `level_image` [B, S, S, C]:
+        one gather of pixel rows from the flattened level image (no interpolation)."""
+        side = tf.shape(level_image)[1]
+        flat = tf.reshape(level_image, [-1, self.channels])
+        span = tf.range(self.base_resolution)
+        rows = offsets[:, 0, None] + span[None, :]                       # [P, b]
+        cols = offsets[:, 1, None] + span[None, :]                       # [P, b]
+        index = (image_index[:, None, None] * side + rows[:, :, None]) * side + cols[:, None, :]
+        return tf.gather(flat, index)                                    # [P, b, b, C]
 
     def traverse(self, images, training=False, depth=None, policy=None, descend_fn=None):
         """Runs the top-down pass; returns a dict of per-level lists (index 0 = level 1).
