@@ -265,3 +265,22 @@ def test_child_crops_are_exact_pixels_on_large_levels():
                                  tf.constant(offsets, tf.int32)).numpy()
     for crop, image, (y, x) in zip(crops, image_index, offsets):
         np.testing.assert_array_equal(crop, level[image, y:y + 32, x:x + 32])
+
+
+@pytest.mark.parametrize("name", ["mnist_m2", "mnist_bl2"])
+def test_tf_checkpoint_holds_every_weight(tmp_path, name):
+    """`tf.train.Checkpoint(model=...)` must save and restore all weights (no list-held layers)."""
+    model = tf_pyramid.build_model(name, levels=2)
+    model(np.zeros((1, 28, 28, 1), np.float32))
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    saved = [n for n, _ in tf.train.list_variables(path)
+             if n.startswith("model/") and n.endswith("VARIABLE_VALUE")]
+    assert len(saved) == len(model.weights)
+
+    other = tf_pyramid.build_model(name, levels=2)
+    other(np.zeros((1, 28, 28, 1), np.float32))
+    kernel = other.feature_extraction.stack[0].kernel
+    assert not np.array_equal(kernel.numpy(), model.feature_extraction.stack[0].kernel.numpy())
+    tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
+    for a, b in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

@@ -32,15 +32,21 @@ class BaselineClassifier(keras.Model):
         self.feature_extraction = FeatureExtraction(
             self.layer_specs, negative_slope=negative_slope, name="feature_extraction")
         self.features = self.feature_extraction.features
-        self.hidden = [
+        # Attributes, not a list: `tf.train.Checkpoint` does not track layers in Python lists.
+        self.fc1, self.fc2 = (
             keras.layers.Dense(self.features, kernel_initializer="glorot_uniform",
-                               bias_initializer="zeros", name=f"fc{i}") for i in (1, 2)]
+                               bias_initializer="zeros", name=f"fc{i}") for i in (1, 2))
         self.classification_module = ClassificationModule(self.num_classes, name="classification")
         self._trackers = {"loss": keras.metrics.Mean(name="loss"),
                           "cross_entropy": keras.metrics.Mean(name="cross_entropy"),
                           "level_1_accuracy": keras.metrics.SparseCategoricalAccuracy(
                               name="level_1_accuracy")}
         self.build((None, self.input_size, self.input_size, self.channels))
+
+    @property
+    def hidden(self):
+        """The two hidden fully connected layers."""
+        return [self.fc1, self.fc2]
 
     def build(self, input_shape=None):
         if self.built:

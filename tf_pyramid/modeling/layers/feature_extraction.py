@@ -21,18 +21,25 @@ class FeatureExtraction(keras.layers.Layer):
         super().__init__(**kwargs)
         self.layer_specs = specs.validate_layer_specs(layer_specs)
         self.negative_slope = float(negative_slope)
-        self.stack = []
+        # One attribute per sub-layer, not a list: `tf.train.Checkpoint` does not track layers
+        # held in a Python list (their weights would silently be missing from checkpoints).
+        self._stack_names = []
         for index, spec in enumerate(self.layer_specs):
             if spec[0] == "conv":
-                self.stack.append(
-                    keras.layers.Conv2D(
-                        spec[1], 3, padding="same", activation=None,
-                        kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                        name=f"conv{index}"))
+                layer = keras.layers.Conv2D(
+                    spec[1], 3, padding="same", activation=None,
+                    kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                    name=f"conv{index}")
             else:
-                self.stack.append(
-                    keras.layers.MaxPooling2D(spec[1], strides=spec[2], padding="valid",
-                                              name=f"pool{index}"))
+                layer = keras.layers.MaxPooling2D(spec[1], strides=spec[2], padding="valid",
+                                                  name=f"pool{index}")
+            setattr(self, layer.name, layer)
+            self._stack_names.append(layer.name)
+
+    @property
+    def stack(self):
+        """The conv and pool layers, in order."""
+        return [getattr(self, name) for name in self._stack_names]
 
     @property
     def features(self):

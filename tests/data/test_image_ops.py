@@ -1,0 +1,164 @@
+"""ImageNet-style augmentation ops (paper A.6.2): each eagerly and in Dataset.map, statistics of
+the random choices, ranges and shapes."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.data.conftest import encode
+from tests.data.op_testing import CHI2_999, SEED, chi_square_uniform, map_over_seeds, run_both_ways
+from tf_pyramid.data import OPS, image_ops
+
+NUM_DRAWS = 400
+
+
+@pytest.fixture(scope="module")
+def small_photo():
+    from skimage import data
+    return data.chelsea()[::4, ::4]  # 75 x 113 x 3: fast, still a real photograph
+
+
+def test_registry_lists_every_op_and_rejects_unknown_names():
+    expected = {"decode", "inception_crop", "decode_and_inception_crop", "to_float",
+                "random_resize", "resize_antialiased", "random_flip", "distort_color",
+                "value_range", "mnist_canvas", "salt_and_pepper", "textured_background",
+                "area_resize"}
+    assert expected <= set(OPS.names())
+    with pytest.raises(ValueError, match="Unknown preprocessing op 'no_such_op'.*random_flip"):
+        OPS.get("no_such_op")
+    with pytest.raises(ValueError, match="already registered"):
+        OPS.register("random_flip")(lambda image, seed=None: image)
+
+
+@pytest.mark.parametrize("name,kwargs,shape", [
+    ("inception_crop", {"seed": SEED}, None),
+    ("to_float", {}, (75, 113, 3)),
+    ("random_resize", {"seed": SEED, "size": 32}, (32, 32, 3)),
+    ("resize_antialiased", {"size": 48}, (48, 48, 3)),
+    ("random_flip", {"seed": SEED}, (75, 113, 3)),
+    ("value_range", {}, (75, 113, 3)),
+    ("distort_color", {"seed": SEED}, (75, 113, 3)),
+])
+def test_op_runs_eagerly_and_in_dataset_map(small_photo, name, kwargs, shape):
+    image = small_photo if name in ("inception_crop", "to_float", "random_resize",
+                                    "resize_antialiased") else small_photo / np.float32(255)
+    out = run_both_ways(OPS.get(name), image, **kwargs).numpy()
+    if shape is not None:
+        assert out.shape == shape
+    if name in ("to_float", "random_resize", "resize_antialiased", "random_flip",
+                "distort_color"):
+        assert out.dtype == np.float32 and out.min() >= -1e-6 and out.max() <= 1 + 1e-6
+    if name == "value_range":
+        np.testing.assert_allclose(out, image * 2 - 1, atol=1e-6)
+
+
+def test_decode_ops_on_bytes_eagerly_and_in_dataset_map(image_files):
+    for name in ("colour.jpg", "photo.png", "gray.jpg", "cmyk.jpg", "png_named.jpg"):
+        encoded = image_files[name][0]
+        full = run_both_ways(image_ops.decode_image, encoded).numpy()
+        assert full.ndim == 3 and full.shape[-1] == 3 and full.dtype == np.uint8
+        crop = run_both_ways(image_ops.decode_and_inception_crop, encoded, seed=SEED).numpy()
+        assert crop.shape[-1] == 3
+        assert crop.shape[0] * crop.shape[1] >= 0.85 * full.shape[0] * full.shape[1] - 1
+
+
+def test_gray_and_cmyk_are_converted_to_rgb(image_files):
+    gray = image_ops.decode_image(image_files["gray.jpg"][0]).numpy().astype(int)
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 0], gray[..., 2])
+    colour = image_ops.decode_image(image_files["colour.jpg"][0]).numpy().astype(float)
+    cmyk = image_ops.decode_image(image_files["cmyk.jpg"][0]).numpy().astype(float)
+    assert np.abs(colour - cmyk).mean() < 8  # same photo: CMYK decoded to the right colours
+
+
+def test_fused_jpeg_crop_matches_decode_then_crop(image_files):
+    encoded = image_files["colour.jpg"][0]
+    fused = image_ops.decode_and_inception_crop(encoded, seed=SEED).numpy().astype(float)
+    plain = image_ops.inception_crop(image_ops.decode_image(encoded), seed=SEED).numpy()
+    assert fused.shape == plain.shape
+    assert np.abs(fused - plain).mean() < 1.0  # same window; IDCT edge effects only
+
+
+@pytest.mark.parametrize("with_box", [False, True])
+def test_crop_windows_respect_area_and_aspect_ranges(with_box):
+    height, width = 375, 500
+    boxes = tf.constant([[0.2, 0.1, 0.9, 0.7]]) if with_box else None
+    windows = map_over_seeds(
+        lambda seed: image_ops.sample_crop_window([height, width], seed, boxes), NUM_DRAWS)
+    y, x, h, w = windows.T
+    assert (y >= 0).all() and (x >= 0).all() and (y + h <= height).all() and (x + w <= width).all()
+    area = h * w / (height * width)
+    aspect = w / h
+    assert area.min() >= 0.85 - 0.01 and area.max() <= 1.0
+    assert aspect.min() >= 0.5 - 0.01 and aspect.max() <= 2.0 + 0.01
+    assert (area < 0.95).mean() > 0.2, "crops should spread over the area range, not stay whole"
+    assert len({tuple(row) for row in windows}) > NUM_DRAWS // 2
+
+
+def test_resize_method_is_uniform_and_the_drawn_method_is_the_one_applied(small_photo):
+    image = tf.constant(small_photo)
+
+    def draw(seed):
+        return image_ops.random_resize_with_choice(image, seed=seed, size=24)
+
+    resized, choices = map_over_seeds(draw, NUM_DRAWS)
+    counts = np.bincount(choices, minlength=len(image_ops.RESIZE_METHODS))
+    assert len(counts) == 4 and counts.min() > 0
+    assert chi_square_uniform(counts) < CHI2_999[3], counts
+    # The trap (DESIGN.md §3): a selector whose branches ignore their input returns whichever
+    # method finishes first. Here every output must be exactly the drawn method's resize.
+    references = [np.clip(tf.image.resize(tf.image.convert_image_dtype(image, tf.float32),
+                                          [24, 24], method=m, antialias=True).numpy(), 0, 1)
+                  for m in image_ops.RESIZE_METHODS]  # 113 -> 24 px: shrinks > 2x, antialiased
+    distinct = {(i, j) for i in range(4) for j in range(i + 1, 4)
+                if np.abs(references[i] - references[j]).max() > 1e-3}
+    assert len(distinct) == 6, "the four methods must give different images on a photo"
+    for out, choice in zip(resized, choices):
+        np.testing.assert_allclose(out, references[choice], atol=1e-5)
+
+
+def test_colour_ordering_is_uniform_and_the_drawn_ordering_is_applied(small_photo):
+    image = tf.constant(small_photo / np.float32(255))
+
+    def draw(seed):
+        return image_ops.distort_color_with_choice(image, seed=seed) + (seed,)
+
+    out, orderings, seeds = map_over_seeds(draw, NUM_DRAWS)
+    counts = np.bincount(orderings, minlength=len(image_ops.COLOR_ORDERINGS))
+    assert len(counts) == 4 and counts.min() > 0
+    assert chi_square_uniform(counts) < CHI2_999[3], counts
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    order_matters = 0
+    for i in range(12):  # each output equals its ordering applied by hand
+        op_seeds = image_ops.split_seed(seeds[i], 5)[1:]
+        by_hand = [image_ops.apply_color_ordering(image, k, op_seeds).numpy() for k in range(4)]
+        np.testing.assert_allclose(out[i], by_hand[orderings[i]], atol=1e-5)
+        order_matters += max(np.abs(out[i] - by_hand[k]).max() for k in range(4)) > 1e-2
+    # Brightness/contrast and hue/saturation commute, mixed pairs do not: the order shows,
+    # except when all four factors happen to be drawn near identity.
+    assert order_matters >= 6
+
+
+def test_flip_is_a_fair_coin(small_photo):
+    image = tf.constant(small_photo)
+    outputs = map_over_seeds(lambda seed: image_ops.random_flip(image, seed=seed), 8)
+    for out in outputs:  # every output is the image or its mirror
+        assert np.array_equal(out, small_photo) or np.array_equal(out, small_photo[:, ::-1])
+    flipped = map_over_seeds(
+        lambda seed: tf.reduce_any(image_ops.random_flip(image, seed=seed) != image), NUM_DRAWS)
+    assert 0.4 < flipped.mean() < 0.6
+
+
+def test_same_seed_same_result_other_seed_other_result(small_photo):
+    image = tf.constant(small_photo / np.float32(255))
+    a = image_ops.distort_color(image, seed=SEED).numpy()
+    b = image_ops.distort_color(image, seed=SEED).numpy()
+    c = image_ops.distort_color(image, seed=SEED + 1).numpy()
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+
+
+def test_eval_resize_is_antialiased_and_keeps_flat_images_flat():
+    stripes = np.zeros([256, 256, 3], np.uint8)
+    stripes[:, ::2] = 255  # 1-px stripes: aliasing would give 0 or 255, antialiasing ~127
+    out = image_ops.resize_antialiased(stripes, size=32).numpy()
+    assert np.abs(out - 0.5).max() < 0.05
+    flat = image_ops.resize_antialiased(np.full([90, 70, 3], 51, np.uint8), size=40).numpy()
+    np.testing.assert_allclose(flat, 0.2, atol=1e-5)

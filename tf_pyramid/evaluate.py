@@ -1,0 +1,73 @@
+r"""Per-level evaluation of a trained (or checkpointed) model.
+
+  python -m tf_pyramid.evaluate --model_dir=DIR [--policy=threshold|sample|topk:K] [--levels=N]
+      [--split=test] [--checkpoint=PATH] [--num_passes=K] [--json_out=FILE]
+
+Loads DIR/model.keras (or, if absent or with --checkpoint / --use_checkpoint, the latest
+checkpoint of DIR/checkpoints), reads the data settings from DIR/config.json (each overridable)
+and prints `{"levels": [{"level": 1, "accuracy": ..., "mean_locations": ..., "mean_macs": ...}]}`.
+`--levels=N` runs the model's modules with N levels (input side b * 2**(N-1)): module weights are
+depth independent.
+"""
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training run directory (or a .keras file).")
+flags.DEFINE_string("checkpoint", None, "A checkpoint prefix in DIR/checkpoints to evaluate.")
+flags.DEFINE_boolean("use_checkpoint", False, "Evaluate the latest checkpoint even when "
+                     "model.keras exists.")
+flags.DEFINE_string("policy", None, "Attention policy: threshold, sample or topk:K (default: the "
+                    "run's --policy).")
+flags.DEFINE_integer("levels", None, "Evaluate with this many levels (default: as trained).")
+flags.DEFINE_string("split", None, "Split (default: the run's --eval_split, else test).")
+flags.DEFINE_string("dataset", None, "Override the run's dataset.")
+flags.DEFINE_string("variant", None, "Override the run's MNIST variant.")
+flags.DEFINE_string("source", None, "Override the run's MNIST source.")
+flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
+flags.DEFINE_integer("batch_size", None, "Evaluation batch size.")
+flags.DEFINE_integer("num_passes", 1, "Passes averaged (MNIST re-draws positions each pass).")
+flags.DEFINE_integer("seed", None, "Seed of the evaluation input pipeline (default: the run's "
+                     "--seed).")
+flags.DEFINE_string("json_out", None, "Also write the JSON here.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments {argv[1:]}.")
+    if not FLAGS.model_dir:
+        print("Error: --model_dir is required (a training run directory or a .keras file).",
+              file=sys.stderr)
+        return 2
+    if not os.path.exists(FLAGS.model_dir):
+        print(f"Error: --model_dir={FLAGS.model_dir} does not exist.", file=sys.stderr)
+        return 2
+    from tf_pyramid.training import evaluation  # noqa: PLC0415  (imports TensorFlow)
+    try:
+        result = evaluation.evaluate_run(
+            FLAGS.model_dir, policy=FLAGS.policy, levels=FLAGS.levels, split=FLAGS.split,
+            checkpoint=FLAGS.checkpoint, use_checkpoint=FLAGS.use_checkpoint,
+            num_passes=FLAGS.num_passes, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+            dataset=FLAGS.dataset, variant=FLAGS.variant, source=FLAGS.source,
+            data_dir=FLAGS.data_dir)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=2)
+    print(text)
+    if FLAGS.json_out:
+        with open(FLAGS.json_out, "w") as f:
+            f.write(text + "\n")
+        logging.info("Wrote %s", FLAGS.json_out)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,127 @@
+"""Writing a model as a versioned SavedModel for TF Serving (`BASE/<version>/saved_model.pb`)."""
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from tf_pyramid.serving import preprocessing
+from tf_pyramid.serving import signatures as signatures_lib
+
+INFO_FILE = os.path.join("assets.extra", "tf_pyramid_serving.json")
+
+
+def existing_versions(export_base):
+    """Integer version directories under `export_base` (what TF Serving would consider)."""
+    if not tf.io.gfile.isdir(export_base):
+        return []
+    return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(export_base)
+                  if n.rstrip("/").isdigit())
+
+
+def next_version(export_base):
+    versions = existing_versions(export_base)
+    return versions[-1] + 1 if versions else 1
+
+
+def load_run_config(model_dir):
+    """`DIR/config.json` of a training run, or {} when there is none."""
+    path = os.path.join(model_dir, "config.json")
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def resolve_model_path(model_dir=None, model=None):
+    """The `.keras` file to load: `model` if given, else `model_dir/model.keras`."""
+    if model:
+        path = model
+    elif model_dir:
+        path = os.path.join(model_dir, "model.keras")
+    else:
+        raise ValueError("Pass --model_dir=DIR (a training run with DIR/model.keras) or "
+                         "--model=PATH.keras.")
+    if not tf.io.gfile.exists(path):
+        hint = ("; the run has not finished (train writes DIR/model.keras at the end) or DIR is "
+                "wrong" if not model else "")
+        raise FileNotFoundError(f"No model file at {path}{hint}.")
+    return path
+
+
+def load_model(model_dir=None, model=None):
+    """Loads a trained `tf_pyramid` model (`.keras`) and its run config (may be {})."""
+    import tf_pyramid  # noqa: F401  (registers the model classes)
+    path = resolve_model_path(model_dir, model)
+    config = load_run_config(model_dir) if model_dir else {}
+    return keras.saving.load_model(path), config
+
+
+def export_saved_model(model, export_base, version=None, value_range=None, dataset=None,
+                       resize_method=None, overwrite=False, verbose=False):
+    """Exports `model` for TF Serving as `export_base/<version>/`; returns that directory.
+
+    Args:
+        model: a `PyramidClassifier` or `BaselineClassifier`.
+        export_base: the TF Serving model base path.
+        version: integer version; None = next free one (1 for a new base).
+        value_range: model input range (low, high) for the in-graph preprocessing; None = derived
+            from `dataset` and the model's channels (`preprocessing.value_range_for`).
+        dataset: training dataset name (e.g. "mnist_noisy", "imagenet2012"), to pick the range
+            and the resize method as in evaluation.
+        resize_method: "area" or "bilinear" (antialiased); None = as the dataset's evaluation
+            pipeline ("area" for MNIST-type models, "bilinear" for ImageNet-type ones).
+        overwrite: replace an existing version directory instead of refusing.
+    The version directory appears atomically (written under a temporary name, then renamed), so
+    a running TF Serving never picks up a half-written version.
+    """
+    if value_range is None:
+        value_range = preprocessing.value_range_for(model.channels, dataset)
+    value_range = preprocessing.parse_value_range(value_range)
+    if resize_method is None:
+        resize_method = preprocessing.resize_method_for(model.channels, dataset)
+    tf.io.gfile.makedirs(export_base)
+    if version is None:
+        version = next_version(export_base)
+    version = int(version)
+    if version < 0:
+        raise ValueError(f"version must be a non-negative integer; got {version}.")
+    final = os.path.join(export_base, str(version))
+    if tf.io.gfile.exists(final) and not overwrite:
+        raise FileExistsError(f"{final} exists; pick another --version or leave it out to use the "
+                              f"next free one ({next_version(export_base)}).")
+
+    functions = signatures_lib.ServingFunctions(model, value_range, resize_method)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, fn, input_signature in functions.endpoints():
+        archive.add_endpoint(name, fn, input_signature=input_signature)
+
+    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_base)
+    try:
+        archive.write_out(staging, verbose=verbose)
+        info = {
+            "model_class": type(model).__name__,
+            "model_name": model.name,
+            "input_size": int(model.input_size),
+            "channels": int(model.channels),
+            "num_classes": int(model.num_classes),
+            "levels": signatures_lib.num_levels(model),
+            "value_range": list(value_range),
+            "resize_method": resize_method,
+            "policy": "threshold",
+            "signatures": signatures_lib.signature_names(model),
+            "outputs": list(signatures_lib.OUTPUT_KEYS),
+        }
+        tf.io.gfile.makedirs(os.path.join(staging, "assets.extra"))
+        with tf.io.gfile.GFile(os.path.join(staging, INFO_FILE), "w") as f:
+            json.dump(info, f, indent=2)
+        if tf.io.gfile.exists(final):
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final

@@ -1,0 +1,150 @@
+"""Evaluation preprocessing inside the serving graph: validate, decode, resize, scale.
+
+Convention (the same as the evaluation pipelines in `tf_pyramid.data`): a request carries pixel
+values 0-255 (float32 images or encoded JPEG/PNG bytes) of any height and width. Inside the graph
+each image is resized to the model's `input_size` x `input_size` (aspect ratio not kept; an exact
+identity when the image already has that size) and scaled to the value range the model was
+trained on:
+
+* MNIST-type models (1 channel, or a run whose dataset is an MNIST variant): area resize (block
+  average, as `tf_pyramid.data.mnist`), then `x / 255` -> [0, 1].
+* ImageNet-type models (3 channels, or a run whose dataset is ImageNet): bilinear resize with
+  antialiasing (as `tf_pyramid.data.image_ops.resize_antialiased`), then `x / 255 * 2 - 1` ->
+  [-1, 1], clipped.
+
+Malformed requests fail with `InvalidArgumentError`s whose messages name the problem (rank,
+channels, empty batch, NaN/Inf, undecodable bytes), raised before any model op runs.
+"""
+import tensorflow as tf
+
+ZERO_ONE = (0.0, 1.0)
+MINUS_ONE_ONE = (-1.0, 1.0)
+
+
+def _mnist_type(channels, dataset=None):
+    if dataset:
+        name = str(dataset).lower()
+        if "mnist" in name:
+            return True
+        if "imagenet" in name:
+            return False
+    return int(channels) == 1
+
+
+def value_range_for(channels, dataset=None):
+    """The model input range: from the training dataset's name if known, else from `channels`."""
+    return ZERO_ONE if _mnist_type(channels, dataset) else MINUS_ONE_ONE
+
+
+def resize_method_for(channels, dataset=None):
+    """"area" for MNIST-type models, "bilinear" (antialiased) for ImageNet-type ones."""
+    return "area" if _mnist_type(channels, dataset) else "bilinear"
+
+
+def parse_value_range(value):
+    """`"0,1"` / `"-1,1"` / a pair -> (low, high) floats."""
+    if isinstance(value, str):
+        value = [v for v in value.replace(" ", "").split(",") if v]
+    low, high = (float(v) for v in value)
+    if not high > low:
+        raise ValueError(f"value_range needs low < high; got {value!r}.")
+    return low, high
+
+
+def scale_pixels(images, value_range):
+    """0-255 pixel values -> `value_range` (clipped to it)."""
+    low, high = value_range
+    return tf.clip_by_value(images / 255.0 * (high - low) + low, low, high)
+
+
+def resize_images(images, size, method="bilinear"):
+    """[N, H, W, C] -> [N, size, size, C] with `method` ("area", or antialiased "bilinear");
+    an identity when H = W = size."""
+    resized = tf.image.resize(images, [size, size], method=method, antialias=True)
+    return tf.ensure_shape(resized, [None, size, size, images.shape[-1]])
+
+
+def check_images(images, channels, name="images"):
+    """Asserts a non-empty, finite float batch [N, H, W, channels]; returns it with static rank 4.
+
+    Works on tensors of unknown rank (the serving signatures declare none, so that a wrong rank
+    reaches these checks instead of failing in the serving layer without explanation).
+    """
+    images = tf.convert_to_tensor(images)
+    if not images.dtype.is_floating:
+        raise TypeError(
+            f"{name} must be float32 pixel values 0-255; got dtype {images.dtype.name}.")
+    images = tf.cast(images, tf.float32)
+    expected = f"{name} must be a float32 batch [N, H, W, {channels}] of pixel values 0-255"
+    rank_ok = tf.debugging.assert_equal(
+        tf.rank(images), 4, message=f"{expected}; got a tensor of another rank (rank shown as x)")
+    with tf.control_dependencies([rank_ok]):
+        # Padded so that no op can fail on a wrong rank before the assertion reports it.
+        shape = tf.concat([tf.shape(images), tf.ones([4], tf.int32)], axis=0)[:4]
+    checks = [
+        tf.debugging.assert_equal(
+            shape[3], channels,
+            message=f"{expected}: the model takes {channels} channel(s); got another number "
+                    "of channels (shown as x)"),
+        tf.debugging.assert_positive(
+            shape[0], message=f"{name}: empty batch (N = 0); send at least one image"),
+        tf.debugging.assert_positive(
+            tf.reduce_min(shape[1:3]), message=f"{name}: height and width must be positive"),
+    ]
+    valid = tf.logical_and(tf.equal(tf.rank(images), 4),
+                           tf.logical_and(tf.equal(shape[3], channels), tf.reduce_min(shape) > 0))
+    with tf.control_dependencies(checks):
+        # A bad request must fail in the assertions above, never in a later op: Grappler may run
+        # shape-dependent ops before the assertions (it ignores their control edges when it
+        # specialises the graph to the fed shape), so the data path only ever sees a valid batch.
+        images = tf.cond(valid, lambda: tf.identity(images),
+                         lambda: tf.zeros([1, 1, 1, channels], tf.float32))
+        images = tf.ensure_shape(images, [None, None, None, channels])
+        images = tf.debugging.assert_all_finite(
+            images, f"{name} contain NaN or Inf values; expected pixel values 0-255")
+    return tf.ensure_shape(images, [None, None, None, channels])
+
+
+def prepare_images(images, size, channels, value_range, method="bilinear"):
+    """The float path: check, resize to `size`, scale. Returns [N, size, size, channels]."""
+    images = check_images(images, channels)
+    return scale_pixels(resize_images(images, size, method), value_range)
+
+
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
+
+
+def decode_images(image_bytes, size, channels, method="bilinear", name="image_bytes"):
+    """A batch [N] of encoded JPEG/PNG (also GIF, BMP, WebP) strings -> float32 [N, size, size,
+    channels], pixel values 0-255, each image decoded, converted to `channels` channels (RGB <->
+    grayscale) and resized like the float path."""
+    image_bytes = tf.convert_to_tensor(image_bytes)
+    if image_bytes.dtype != tf.string:
+        raise TypeError(f"{name} must be a batch of encoded image strings; got dtype "
+                        f"{image_bytes.dtype.name}.")
+    rank_ok = tf.debugging.assert_equal(
+        tf.rank(image_bytes), 1,
+        message=f"{name} must be a 1-D batch [N] of encoded JPEG/PNG strings; got another rank "
+                "(shown as x)")
+    with tf.control_dependencies([rank_ok]):
+        image_bytes = tf.reshape(image_bytes, [-1])
+    count = tf.size(image_bytes)
+    with tf.control_dependencies([tf.debugging.assert_positive(
+            count, message=f"{name}: empty batch (N = 0); send at least one image")]):
+        image_bytes = tf.identity(image_bytes)
+
+    def decode_one(args):
+        data, index = args
+        known = tf.reduce_any([tf.strings.substr(data, 0, len(m)) == m for m in _MAGIC])
+        with tf.control_dependencies([tf.debugging.Assert(known, [
+                f"{name}: element", index, "is not an encoded JPEG or PNG image (unknown header; "
+                "send the raw file bytes, base64-encoded as {\"b64\": ...} over REST)"])]):
+            data = tf.identity(data)
+        image = tf.io.decode_image(data, channels=channels, dtype=tf.uint8,
+                                   expand_animations=False)
+        image = tf.cast(tf.ensure_shape(image, [None, None, channels]), tf.float32)
+        return resize_images(image[None], size, method)[0]
+
+    images = tf.map_fn(decode_one, (image_bytes, tf.range(count)),
+                       fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
+    return images

@@ -1,0 +1,428 @@
+"""The training loop: `model.train_step` driven through `strategy.run` in a compiled loop.
+
+`Model.fit` is broken under `MultiWorkerMirroredStrategy` in Keras 3 (DESIGN.md §4), so the loop
+is our own and the same code runs on one device, `MirroredStrategy`, `MultiWorkerMirroredStrategy`
+and `TPUStrategy`:
+
+* model and optimizer are created under `strategy.scope()`; every worker reads its own shard of
+  the training data (`distribute_datasets_from_function`, `input_context` to `build_dataset`);
+  the training stream is repeated and epochs are counted in steps, so workers stay in lockstep;
+* logs returned by each replica's `train_step` are averaged across replicas and workers
+  explicitly (Keras metrics are local to a replica);
+* `tf.train.Checkpoint(model, optimizer, step, epoch)` in `DIR/checkpoints` every
+  `--checkpoint_every` steps and at every epoch end; a run that finds a checkpoint resumes from it
+  (same step, optimizer state, reward baseline and attention seed state). Only the chief writes
+  to `DIR`; other workers write to temporary directories (saving runs collective ops, so all
+  workers save).
+"""
+import json
+import os
+import shutil
+import signal
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tensorflow.core.framework import summary_pb2
+
+from tf_pyramid.data import build_dataset
+from tf_pyramid.modeling import PyramidClassifier
+from tf_pyramid.training import evaluation
+from tf_pyramid.training import restore
+from tf_pyramid.training import strategy as strategy_lib
+from tf_pyramid.training.flags import FlagError, ignored_pyramid_flags, resolve_config
+from tf_pyramid.training.schedule import StepDecay
+
+
+def write_scalar(name, value, step):
+    """`tf.summary.scalar`, or the same record through the core `tf.summary.write` when the
+    `tensorboard` package (which implements `tf.summary.scalar`) is not installed."""
+    try:
+        return tf.summary.scalar(name, value, step=step)
+    except Exception as error:  # noqa: BLE001  TBNotInstalledError is not exported
+        if type(error).__name__ != "TBNotInstalledError":
+            raise
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
+    return tf.summary.write(name, tf.constant(float(value), tf.float32), step=step,
+                            metadata=metadata.SerializeToString())
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def write_json(path, data):
+    """Writes JSON atomically (temporary file, then rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """One training run. `Trainer(config).run()`; `config` is a flag dict (see `flags.py`).
+
+    Steps, usable separately (tests): `setup()` builds strategy, data, model, optimizer and
+    checkpoint and restores or initialises; `train()` runs the loop; `finish()` evaluates and
+    writes metrics.json, model.keras and the export.
+    """
+
+    def __init__(self, config, strategy=None):
+        self.config = resolve_config(config)
+        self.strategy = strategy
+        self.model_dir = os.path.abspath(self.config["model_dir"])
+        self.interrupted = False
+        self.initial_step = 0
+        self.result = {}
+
+    # ------------------------------------------------------------------------------------
+    # Setup.
+    def setup(self):
+        c = self.config
+        if self.strategy is None:
+            self.strategy = strategy_lib.create_strategy(
+                c["strategy"], tpu=c["tpu"], logical_cpus=c["logical_cpus"])
+        strategy = self.strategy
+        self.task_type, self.task_id, self.is_chief = strategy_lib.worker_info(strategy)
+        self.write_dir = strategy_lib.write_dir(self.model_dir, strategy)
+        os.makedirs(self.write_dir, exist_ok=True)
+        self.replicas = strategy.num_replicas_in_sync
+        if c["batch_size"] % self.replicas:
+            raise FlagError(f"--batch_size={c['batch_size']} is not divisible by the "
+                            f"{self.replicas} replicas; use a multiple of {self.replicas}.")
+        if c["seed"] is not None:
+            keras.utils.set_random_seed(c["seed"])
+        for key in ignored_pyramid_flags(c):
+            logging.warning("--%s is ignored: %s is a baseline (cross-entropy only).", key,
+                            c["model"])
+
+        # Data.
+        _, self.train_info = self._dataset("train", training=True)
+        self.train_examples = self.train_info.num_examples
+        if self.train_examples is None and not c["steps_per_epoch"]:
+            raise FlagError(f"--dataset={c['dataset']} does not know its size: set "
+                            "--steps_per_epoch.")
+        steps = (self.train_examples // c["batch_size"]) if self.train_examples else None
+        if steps == 0:
+            raise FlagError(f"The training split has {self.train_examples} examples, fewer than "
+                            f"--batch_size={c['batch_size']}; lower --batch_size.")
+        if c["steps_per_epoch"]:
+            steps = min(steps, c["steps_per_epoch"]) if steps else c["steps_per_epoch"]
+        self.steps_per_epoch = steps
+        self.total_steps = steps * c["epochs"]
+        logging.info("Training data: %s/%s (%s, source %s) %s examples, %d classes, %d channels, "
+                     "%d px; %d steps/epoch x %d epochs = %d steps, global batch %d on %d "
+                     "replica(s).", c["dataset"], "train", c["variant"], c["source"],
+                     self.train_examples, self.train_info.num_classes, self.train_info.channels,
+                     c["resolution"], steps, c["epochs"], self.total_steps, c["batch_size"],
+                     self.replicas)
+
+        # Model, optimizer, checkpoint.
+        with strategy.scope():
+            self.model = restore.build_from_config(c, self.train_info.num_classes,
+                                                   self.train_info.channels)
+            self.schedule = StepDecay(c["learning_rate"], self.total_steps, c["lr_decay_at"],
+                                      c["lr_decay_factor"])
+            self.optimizer = keras.optimizers.Adam(self.schedule, beta_1=0.9, beta_2=0.999,
+                                                   epsilon=1e-8)
+            self.model.compile(optimizer=self.optimizer)
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch",
+                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        extra = {}
+        if isinstance(self.model, PyramidClassifier):
+            # keras.random.SeedGenerator is not tracked by tf.train.Checkpoint(model=...): save
+            # its state explicitly so that a resumed run continues the same stream of masks.
+            extra["attention_seed"] = self.model.seed_generator.state
+        self.checkpoint = restore.checkpoint_for(self.model, optimizer=self.optimizer,
+                                                 step=self.step, epoch=self.epoch, **extra)
+        self.checkpoint_dir = os.path.join(self.model_dir, "checkpoints")
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(self.write_dir, "checkpoints"),
+            max_to_keep=c["keep_checkpoints"])
+        self._log_model()
+        self._restore_or_initialize()
+        self._write_config()
+        return self
+
+    def _dataset(self, split, training, input_context=None):
+        c = self.config
+        batch = c["batch_size"] if training else c["eval_batch_size"]
+        try:
+            return build_dataset(
+                c["dataset"], split, resolution=c["resolution"], batch_size=batch,
+                training=training, variant=c["variant"], source=c["source"],
+                data_dir=c["data_dir"], texture=c["texture"], seed=c["seed"],
+                input_context=input_context, drop_remainder=training)
+        except (ValueError, FileNotFoundError, AssertionError) as error:
+            raise FlagError(f"Cannot read --dataset={c['dataset']} split {split!r}: {error} "
+                            "Check --dataset, --source and --data_dir.") from error
+
+    def _distributed(self, split, training):
+        def dataset_fn(input_context):
+            dataset, _ = self._dataset(split, training, input_context)
+            return dataset.repeat() if training else dataset
+        options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+        return self.strategy.distribute_datasets_from_function(dataset_fn, options)
+
+    def _log_model(self):
+        model, c = self.model, self.config
+        costs = model.module_costs()
+        params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+        logging.info("Model %s: %d levels, %d px input, %s trainable parameters, MACs per "
+                     "application %s.", c["model"], c["levels"], c["resolution"], f"{params:,}",
+                     {k: f"{v:,}" for k, v in costs.items()})
+        if isinstance(model, PyramidClassifier):
+            logging.info("Learning rule: %s", model.learning_rule_config())
+
+    def _restore_or_initialize(self):
+        c = self.config
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self.initial_step = int(self.step.numpy())
+            logging.info("Resuming from %s: step %d of %d (epoch %d), optimizer iterations %d.",
+                         latest, self.initial_step, self.total_steps, int(self.epoch.numpy()),
+                         int(self.optimizer.iterations.numpy()))
+            if c["init_from"]:
+                logging.info("--init_from=%s is ignored: the run resumes from its own checkpoint.",
+                             c["init_from"])
+            return
+        if c["init_from"]:
+            source, where = restore.load_run_model(c["init_from"])
+            with self.strategy.scope():
+                copied = restore.copy_module_weights(source, self.model)
+            logging.info("Initialised %d module weight arrays from %s (%s levels -> %d levels).",
+                         copied, where, getattr(source, "levels", "?"), c["levels"])
+        else:
+            logging.info("Starting from scratch (no checkpoint in %s).", self.checkpoint_dir)
+
+    def _write_config(self):
+        if not self.is_chief:
+            return
+        config = dict(self.config)
+        config["run"] = {"num_classes": self.train_info.num_classes,
+                         "channels": self.train_info.channels,
+                         "train_examples": self.train_examples,
+                         "steps_per_epoch": self.steps_per_epoch,
+                         "total_steps": self.total_steps,
+                         "num_replicas": self.replicas,
+                         "lr_boundary_steps": self.schedule.boundary_steps(),
+                         "tensorflow": tf.__version__, "keras": keras.__version__}
+        write_json(os.path.join(self.model_dir, "config.json"), config)
+
+    # ------------------------------------------------------------------------------------
+    # Training.
+    def _make_train_function(self):
+        strategy, model = self.strategy, self.model
+
+        @tf.function
+        def train_steps(iterator, num_steps):
+            for _ in tf.range(num_steps - 1):
+                strategy.run(model.train_step, args=(next(iterator),))
+            logs = strategy.run(model.train_step, args=(next(iterator),))
+            return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
+
+        return train_steps
+
+    def _save(self, reason):
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        if self.is_chief:
+            logging.info("Checkpoint %s (%s).", path, reason)
+
+    def _writers(self):
+        if self.is_chief:
+            logs = os.path.join(self.model_dir, "logs")
+            return (tf.summary.create_file_writer(os.path.join(logs, "train")),
+                    tf.summary.create_file_writer(os.path.join(logs, "validation")))
+        return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
+
+    def train(self):
+        """Runs the remaining steps; returns the last training logs (floats)."""
+        c = self.config
+        step = int(self.step.numpy())
+        if step >= self.total_steps:
+            logging.info("Training already finished (%d steps).", step)
+            return {}
+        train_steps = self._make_train_function()
+        iterator = iter(self._distributed("train", training=True))
+        validation = (self._distributed(c["validation_split"], training=False)
+                      if c["validation_split"] != "none" else None)
+        evaluator = evaluation.Evaluator(self.model, self.strategy, c["policy"])
+        train_writer, validation_writer = self._writers()
+        stop_at = (step + c["stop_after_steps"]) if c["stop_after_steps"] else None
+        previous = self._install_signal_handler()
+        logs, started, start_step = {}, time.time(), step
+        try:
+            while step < self.total_steps:
+                epoch = step // self.steps_per_epoch
+                epoch_end = (epoch + 1) * self.steps_per_epoch
+                for metric in self.model.metrics:
+                    metric.reset_state()
+                if self.is_chief:
+                    print(f"Epoch {epoch + 1}/{c['epochs']}", flush=True)
+                progbar = keras.utils.Progbar(self.steps_per_epoch, verbose=1 if self.is_chief
+                                              else 0, stateful_metrics=_PROGRESS_KEYS,
+                                              unit_name="step")
+                progbar.update(step - epoch * self.steps_per_epoch)
+                while step < epoch_end:
+                    n = min(c["steps_per_loop"], epoch_end - step)
+                    next_checkpoint = (step // c["checkpoint_every"] + 1) * c["checkpoint_every"]
+                    n = min(n, next_checkpoint - step)
+                    if stop_at:
+                        n = min(n, stop_at - step)
+                    logs = {k: float(v) for k, v in train_steps(
+                        iterator, tf.constant(n, tf.int32)).items()}
+                    if not np.isfinite(logs["loss"]):
+                        raise FloatingPointError(
+                            f"Loss is {logs['loss']} at step {step + n}; the last checkpoint "
+                            f"({self.manager.latest_checkpoint}) is kept. Lower --learning_rate.")
+                    step += n
+                    self.step.assign(step)
+                    logs["learning_rate"] = float(self.schedule(step - 1))
+                    progbar.update(step - epoch * self.steps_per_epoch,
+                                   [(k, v) for k, v in logs.items() if k in _PROGRESS_KEYS],
+                                   finalize=False)
+                    if step % c["log_every"] < n or step == epoch_end:
+                        with train_writer.as_default(step=step):
+                            for name, value in logs.items():
+                                write_scalar(name, value, step)
+                    if step % c["checkpoint_every"] == 0 and step < epoch_end:
+                        self._save("periodic")
+                    if self.interrupted or (stop_at and step >= stop_at):
+                        self._save("stopped" if not self.interrupted else "interrupted")
+                        self.interrupted = True
+                        logging.warning("Stopped at step %d of %d; rerun the same command to "
+                                        "resume.", step, self.total_steps)
+                        return logs
+                progbar.update(self.steps_per_epoch, finalize=True)
+                self.epoch.assign(epoch + 1)
+                if validation is not None:
+                    result = evaluator.evaluate(validation)
+                    scalars = evaluation.scalar_logs(result)
+                    with validation_writer.as_default(step=step):
+                        for name, value in scalars.items():
+                            write_scalar(name, value, step)
+                    logging.info("Epoch %d validation (%s): %s", epoch + 1,
+                                 c["validation_split"], _format(scalars))
+                logging.info("Epoch %d training: %s", epoch + 1, _format(logs))
+                self._save("epoch end")
+        except KeyboardInterrupt:
+            self._save("keyboard interrupt")
+            raise
+        finally:
+            self._restore_signal_handler(previous)
+            train_writer.flush()
+            validation_writer.flush()
+        elapsed = time.time() - started
+        images = (step - start_step) * c["batch_size"]
+        logging.info("Trained %d steps in %.1f s (%.1f images/s).", step - start_step, elapsed,
+                     images / max(elapsed, 1e-9))
+        self.result["train_seconds"] = elapsed
+        return logs
+
+    def _install_signal_handler(self):
+        def handler(signum, frame):  # noqa: ARG001
+            logging.warning("Signal %d: saving a checkpoint at the next step and stopping.",
+                            signum)
+            self.interrupted = True
+        try:
+            return signal.signal(signal.SIGTERM, handler)
+        except ValueError:  # not the main thread
+            return None
+
+    @staticmethod
+    def _restore_signal_handler(previous):
+        if previous is not None:
+            try:
+                signal.signal(signal.SIGTERM, previous)
+            except ValueError:
+                pass
+
+    # ------------------------------------------------------------------------------------
+    # Results.
+    def finish(self):
+        """Final evaluation -> metrics.json, model.keras, SavedModel export."""
+        c = self.config
+        evaluator = evaluation.Evaluator(self.model, self.strategy, c["policy"])
+        result = evaluator.evaluate(self._distributed(c["eval_split"], training=False),
+                                    num_passes=c["eval_passes"])
+        metrics = {"levels": result["levels"], "model": c["model"], "split": c["eval_split"],
+                   "policy": c["policy"] if isinstance(self.model, PyramidClassifier) else None,
+                   "dataset": c["dataset"], "variant": c["variant"],
+                   "resolution": c["resolution"], "step": int(self.step.numpy()),
+                   **{k: v for k, v in result.items() if k != "levels"}}
+        logging.info("Final evaluation (%s, %s): %s", c["eval_split"], c["policy"],
+                     _format(evaluation.scalar_logs(result)))
+        keras_path = os.path.join(self.write_dir, "model.keras")
+        self.model.save(keras_path)
+        if self.is_chief:
+            write_json(os.path.join(self.model_dir, "metrics.json"), metrics)
+            logging.info("Wrote %s and %s.", os.path.join(self.model_dir, "metrics.json"),
+                         keras_path)
+        self.result["metrics"] = metrics
+        if c["export"] and self.is_chief:
+            self.result["export"] = self._export(keras_path)
+        if not self.is_chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+        return metrics
+
+    def _export(self, keras_path):
+        try:
+            from tf_pyramid.serving import export_saved_model  # noqa: PLC0415
+        except ImportError as error:
+            logging.info("SavedModel export skipped: tf_pyramid.serving is not available (%s).",
+                         error)
+            return None
+        # Export a fresh copy outside the distribution strategy.
+        model = keras.saving.load_model(keras_path, compile=False)
+        path = export_saved_model(model, os.path.join(self.model_dir, "export"),
+                                  dataset=self.config["dataset"])
+        logging.info("Exported the SavedModel to %s.", path)
+        return path
+
+    def weights_digest(self):
+        """A short digest of every model weight (workers compare it: they must agree)."""
+        import hashlib  # noqa: PLC0415
+        digest = hashlib.sha256()
+        for weight in self.model.weights:
+            digest.update(np.ascontiguousarray(np.asarray(weight.numpy())).tobytes())
+        return digest.hexdigest()[:16]
+
+    def run(self):
+        """setup -> train -> finish (unless stopped early). Returns a summary dict."""
+        self.setup()
+        logs = self.train()
+        self.result.update(initial_step=self.initial_step, final_step=int(self.step.numpy()),
+                           train_logs=logs, interrupted=self.interrupted,
+                           model_dir=self.model_dir)
+        if not self.interrupted:
+            self.finish()
+        self.result["weights_digest"] = self.weights_digest()
+        logging.info("Weights digest (task %s %s): %s", self.task_type, self.task_id,
+                     self.result["weights_digest"])
+        return self.result
+
+
+_PROGRESS_KEYS = ("loss", "cross_entropy", "num_locations", "level_1_accuracy",
+                  "level_2_accuracy", "level_3_accuracy", "level_4_accuracy", "level_5_accuracy")
+
+
+def _format(logs):
+    return ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+
+
+def train(config, strategy=None):
+    """Runs one training session from a flag dict; returns `Trainer.run()`'s summary."""
+    return Trainer(config, strategy).run()

@@ -1,0 +1,95 @@
+"""Accuracy vs. MACs per image (paper Fig. 4 and 6) from per-level metrics JSONs.
+
+A results file has the schema a training run writes to `DIR/metrics.json`:
+  {"levels": [{"level": 1, "accuracy": 0.93, "mean_locations": 0.0, "mean_macs": 960256}, ...]}
+(optionally with a top-level "label" or "model"). A run directory may be given instead of the file.
+Pyramid models are drawn as a line through their levels, each point labelled with the mean number
+of attended cells; baselines (a single entry, or a model name containing "_bl") as one star.
+"""
+import json
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+DPI = 100
+REQUIRED = ("accuracy", "mean_macs")
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_results(path, label=None):
+    """One curve: {"label", "baseline", "points": [(level, macs, accuracy, mean_locations)]}."""
+    directory = path if os.path.isdir(path) else None
+    file = os.path.join(path, "metrics.json") if directory else path
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"No results file at {file}.")
+    data = _read_json(file)
+    entries = data.get("levels") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{file}: expected {{\"levels\": [{{\"level\": 1, \"accuracy\": ..., "
+                         "\"mean_locations\": ..., \"mean_macs\": ...}, ...]}.")
+    points = []
+    for index, entry in enumerate(entries):
+        missing = [key for key in REQUIRED if key not in entry]
+        if missing:
+            raise ValueError(f"{file}: levels[{index}] lacks {missing}.")
+        points.append((int(entry.get("level", index + 1)), float(entry["mean_macs"]),
+                       float(entry["accuracy"]), entry.get("mean_locations")))
+    points.sort()
+    run_dir = directory or os.path.dirname(os.path.abspath(file))
+    config_path = os.path.join(run_dir, "config.json")
+    config = _read_json(config_path) if os.path.exists(config_path) else {}
+    model_name = str(data.get("model") or config.get("model") or "")
+    if label is None:
+        label = data.get("label")
+    if label is None and model_name:
+        label = model_name + (f" {config['resolution']}px" if config.get("resolution") else "")
+    if label is None:
+        stem = os.path.splitext(os.path.basename(file))[0]
+        label = os.path.basename(run_dir) if stem == "metrics" else stem
+    baseline = len(points) == 1 or "_bl" in model_name
+    return {"label": str(label), "baseline": baseline, "points": points, "file": file}
+
+
+def _format_macs(value, _=None):
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
+def tradeoff_figure(results, width_px=900, height_px=600, log_x=True, title=None):
+    """A `Figure` (exactly width_px x height_px) of accuracy vs. MACs per image."""
+    fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    percent = all(p[2] <= 1.0 for r in results for p in r["points"])
+    colors = [f"C{i % 10}" for i in range(len(results))]
+    for result, color in zip(results, colors):
+        levels, macs, accuracy, locations = zip(*result["points"])
+        accuracy = np.asarray(accuracy) * (100.0 if percent else 1.0)
+        if result["baseline"]:
+            ax.plot(macs, accuracy, linestyle="none", marker="*", markersize=13, color=color,
+                    label=result["label"])
+            continue
+        ax.plot(macs, accuracy, marker="o", color=color, label=result["label"])
+        for level, x, y, n in zip(levels, macs, accuracy, locations):
+            text = f"L{level}" if n is None else f"{float(n):.1f}"
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 5), fontsize=8,
+                        color=color)
+    if log_x:
+        ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(_format_macs))
+    ax.set_xlabel("MACs per image" + (" (log scale)" if log_x else ""))
+    ax.set_ylabel("accuracy (%)" if percent else "accuracy")
+    ax.set_title(title or "Accuracy vs. cost (point labels: mean attended cells)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,119 @@
+"""Input pipeline speed: decode only, full training augmentation, evaluation path, side by side.
+
+    python tools/benchmark_input.py [--images 512] [--resolution 256] [--batch 64] [--json]
+
+Writes real photographs (the colour images in `skimage.data`, re-encoded as JPEG at ImageNet-like
+sizes, about 500 x 375) into temporary TFRecords in the Inception/slim layout, then times, in one
+run and interleaved so that machine noise hits all alike, images per second of:
+  decode_only  read + parse + `decode_jpeg`, the floor any pipeline pays;
+  train        `build_dataset("tfrecord", ..., training=True)`: crop, random resize, flip,
+               colour distortion to `--resolution` px;
+  eval         `build_dataset(..., training=False)`: antialiased resize.
+Target: train >= 0.6 x decode_only. `--json` prints one object {"decode_only", "train", "eval"}.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry")
+
+
+def write_records(directory, num_images, seed=0):
+    """`num_images` JPEGs (random ~500 x 375 crops/resizes of skimage photos) in 8 shards."""
+    import numpy as np
+    import tensorflow as tf
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    photos = [getattr(data, name)() for name in PHOTOS]
+    shards = [tf.io.TFRecordWriter(os.path.join(directory, f"train-{i:05d}-of-00008"))
+              for i in range(8)]
+    for i in range(num_images):
+        photo = photos[i % len(photos)]
+        height, width = (375, 500) if rng.uniform() < 0.7 else (500, 375)
+        image = tf.image.resize(photo, [height, width], antialias=True)
+        image = tf.image.flip_left_right(image) if rng.uniform() < 0.5 else image
+        encoded = tf.io.encode_jpeg(tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8),
+                                    quality=90).numpy()
+        feature = {
+            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+            "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(
+                value=[1 + i % 1000])),
+        }
+        shards[i % 8].write(tf.train.Example(
+            features=tf.train.Features(feature=feature)).SerializeToString())
+    for shard in shards:
+        shard.close()
+
+
+def decode_only_dataset(directory, batch):
+    import tensorflow as tf
+
+    files = tf.data.Dataset.list_files(os.path.join(directory, "train-*"), shuffle=False)
+    records = files.interleave(tf.data.TFRecordDataset, cycle_length=8,
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+
+    def decode(serialized):
+        features = tf.io.parse_single_example(
+            serialized, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
+        image = tf.io.decode_jpeg(features["image/encoded"], channels=3)
+        return tf.reduce_mean(tf.cast(image, tf.float32))  # a fixed-size result to batch
+
+    return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=False).batch(batch).prefetch(tf.data.AUTOTUNE)
+
+
+def images_per_second(dataset):
+    count, start = 0, time.perf_counter()
+    for batch in dataset:
+        count += int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
+    return count / (time.perf_counter() - start)
+
+
+def benchmark(num_images=512, resolution=256, batch=64, repeats=3):
+    from tf_pyramid.data import build_dataset
+
+    with tempfile.TemporaryDirectory() as directory:
+        write_records(directory, num_images)
+        pipelines = {
+            "decode_only": decode_only_dataset(directory, batch),
+            "train": build_dataset("tfrecord", "train", resolution=resolution, batch_size=batch,
+                                   training=True, data_dir=directory)[0],
+            "eval": build_dataset("tfrecord", "train", resolution=resolution, batch_size=batch,
+                                  training=False, data_dir=directory)[0],
+        }
+        for dataset in pipelines.values():  # warm-up: tracing, autotuning, file cache
+            images_per_second(dataset)
+        rates = {name: [] for name in pipelines}
+        for _ in range(repeats):
+            for name, dataset in pipelines.items():
+                rates[name].append(images_per_second(dataset))
+    return {name: round(max(values), 1) for name, values in rates.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    rates = benchmark(args.images, args.resolution, args.batch, args.repeats)
+    if args.json:
+        print(json.dumps(rates))
+        return
+    print(f"images/s ({args.images} JPEGs ~500x375, {args.resolution} px, batch {args.batch}, "
+          f"{os.cpu_count()} CPUs; best of {args.repeats})")
+    for name, rate in rates.items():
+        print(f"  {name:12s} {rate:9.1f}   {rate / rates['decode_only']:.2f} x decode_only")
+
+
+if __name__ == "__main__":
+    main()
