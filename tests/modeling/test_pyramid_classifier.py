@@ -254,6 +254,15 @@ def test_descend_fn_skips_the_work_of_stopped_images():
     assert trace["applied"][0].numpy().tolist() == [0.0, 1.0, 1.0]
 
 
+def test_deepest_only_root_vectors_equal_the_last_truncation():
+    model = _model("mnist_m2", 3, policy="sample")
+    trace = model.traverse(_images(model, batch=4), training=False)
+    every_depth = model.root_vectors(trace)
+    deepest = model.root_vectors(trace, deepest_only=True)
+    assert every_depth.shape[1] == 3 and deepest.shape[1] == 1
+    np.testing.assert_allclose(deepest[:, 0], every_depth[:, -1], rtol=1e-5, atol=1e-6)
+
+
 def test_child_crops_are_exact_pixels_on_large_levels():
     model = _model("imagenet_m1", 5)  # 512 px input, b = 32
     rng = np.random.default_rng(5)

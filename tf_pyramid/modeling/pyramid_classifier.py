@@ -267,17 +267,20 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
         unmerged = tf.tile(parent_vectors[:, None, :], tf.stack([1, n, 1]))
         return tf.tensor_scatter_nd_update(unmerged, with_children[:, None], merged)
 
-    def root_vectors(self, trace):
+    def root_vectors(self, trace, deepest_only=False):
         """Root V' of every image [B, D, f] for the traversal truncated after 1..D levels.
 
         Bottom-up, level by level: the truncations deeper than a level are merged in one batch.
+        With `deepest_only`, only the full depth D is merged ([B, 1, f], D-1 merges per patch
+        fewer), e.g. for an early-exit test after each level.
         """
         vectors = trace["vector"]
         merged = vectors[-1][:, None, :]
         for level in range(len(vectors) - 2, -1, -1):
             deeper = self._merge_children(vectors[level], merged, trace["parent"][level + 1],
                                           trace["cell"][level + 1])
-            merged = tf.concat([vectors[level][:, None, :], deeper], axis=1)
+            merged = deeper if deepest_only else tf.concat([vectors[level][:, None, :], deeper],
+                                                          axis=1)
         return merged
 
     def call(self, images, training=False, depth=None, policy=None):

@@ -11,20 +11,6 @@ from tf_pyramid.modeling import BaselineClassifier
 POLICY = "threshold"
 
 
-def deepest_root_vectors(model, trace):
-    """Root V' [B, f] of the traversal recorded in `trace` so far (eq. 7, deepest truncation only).
-
-    `PyramidClassifier.root_vectors` merges every truncation depth; the exit test needs only the
-    current one.
-    """
-    vectors = trace["vector"]
-    merged = vectors[-1][:, None, :]
-    for level in range(len(vectors) - 2, -1, -1):
-        merged = model._merge_children(vectors[level], merged, trace["parent"][level + 1],
-                                       trace["cell"][level + 1])
-    return merged[:, 0]
-
-
 def _per_image(values, image_index, batch):
     return tf.math.unsorted_segment_sum(values, image_index, batch)
 
@@ -59,7 +45,8 @@ def anytime(model, images, threshold, policy=POLICY):
         active = tf.ones([batch], tf.bool) if level == 0 else state["active"]
 
         def exit_test():
-            logits = model.classification_module(deepest_root_vectors(model, trace))
+            logits = model.classification_module(
+                model.root_vectors(trace, deepest_only=True)[:, 0])
             probabilities = tf.nn.softmax(logits)
             return probabilities, tf.reduce_max(probabilities, axis=-1) >= threshold
 
