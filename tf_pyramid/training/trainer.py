@@ -29,6 +29,7 @@ from tensorflow.core.framework import summary_pb2
 
 from tf_pyramid.data import build_dataset
 from tf_pyramid.modeling import PyramidClassifier
+from tf_pyramid.serving import export_saved_model
 from tf_pyramid.training import evaluation
 from tf_pyramid.training import restore
 from tf_pyramid.training import strategy as strategy_lib
@@ -379,12 +380,6 @@ class Trainer:
         return metrics
 
     def _export(self, keras_path):
-        try:
-            from tf_pyramid.serving import export_saved_model  # noqa: PLC0415
-        except ImportError as error:
-            logging.info("SavedModel export skipped: tf_pyramid.serving is not available (%s).",
-                         error)
-            return None
         # Export a fresh copy outside the distribution strategy.
         model = keras.saving.load_model(keras_path, compile=False)
         path = export_saved_model(model, os.path.join(self.model_dir, "export"),
