@@ -91,12 +91,16 @@ def test_resume_continues_from_saved_step(tmp_path):
     baseline = first.model.reward_baseline.numpy()
     assert np.any(baseline != 0.0)
     slots = [v.numpy() for v in first.optimizer.variables]  # iterations, lr, m and v slots
+    weights = [w.numpy() for w in first.model.weights]
 
     second = Trainer(tiny_config(tmp_path / "run"))
     second.setup()
     assert second.initial_step == 3 and int(second.step.numpy()) == 3
     assert int(second.optimizer.iterations.numpy()) == 3
     np.testing.assert_array_equal(second.model.reward_baseline.numpy(), baseline)
+    assert len(second.model.weights) == len(weights)
+    for variable, saved_value in zip(second.model.weights, weights):  # every module, FE included
+        np.testing.assert_array_equal(variable.numpy(), saved_value, err_msg=variable.path)
     assert len(second.optimizer.variables) == len(slots)
     for variable, saved_value in zip(second.optimizer.variables, slots):
         np.testing.assert_array_equal(variable.numpy(), saved_value)
