@@ -10,6 +10,8 @@ run and interleaved so that machine noise hits all alike, images per second of:
                colour distortion to `--resolution` px;
   eval         `build_dataset(..., training=False)`: antialiased resize.
 Target: train >= 0.6 x decode_only. `--json` prints one object {"decode_only", "train", "eval"}.
+The text output also gives CPU milliseconds per image (process CPU time / images, least of the
+repeats): steadier than images/s on a shared machine, where other jobs take cores away.
 """
 import argparse
 import json
@@ -69,14 +71,19 @@ def decode_only_dataset(directory, batch):
                        deterministic=False).batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
-def images_per_second(dataset):
-    count, start = 0, time.perf_counter()
+def images_per_second(dataset, cpu_ms=None):
+    """Images/s of one pass; appends the pass's process CPU ms per image to `cpu_ms`."""
+    count, start, cpu_start = 0, time.perf_counter(), time.process_time()
     for batch in dataset:
         count += int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
+    if cpu_ms is not None:
+        cpu_ms.append(1000 * (time.process_time() - cpu_start) / count)
     return count / (time.perf_counter() - start)
 
 
-def benchmark(num_images=512, resolution=256, batch=64, repeats=3):
+def benchmark(num_images=512, resolution=256, batch=64, repeats=3, cpu_ms=None):
+    """Best images/s of `repeats` interleaved passes per pipeline; `cpu_ms` (a dict) receives the
+    least CPU ms per image of each."""
     from tf_pyramid.data import build_dataset
 
     with tempfile.TemporaryDirectory() as directory:
@@ -91,9 +98,12 @@ def benchmark(num_images=512, resolution=256, batch=64, repeats=3):
         for dataset in pipelines.values():  # warm-up: tracing, autotuning, file cache
             images_per_second(dataset)
         rates = {name: [] for name in pipelines}
+        cpu = {name: [] for name in pipelines}
         for _ in range(repeats):
             for name, dataset in pipelines.items():
-                rates[name].append(images_per_second(dataset))
+                rates[name].append(images_per_second(dataset, cpu[name]))
+    if cpu_ms is not None:
+        cpu_ms.update({name: round(min(values), 3) for name, values in cpu.items()})
     return {name: round(max(values), 1) for name, values in rates.items()}
 
 
@@ -105,14 +115,16 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    rates = benchmark(args.images, args.resolution, args.batch, args.repeats)
+    cpu_ms = {}
+    rates = benchmark(args.images, args.resolution, args.batch, args.repeats, cpu_ms)
     if args.json:
         print(json.dumps(rates))
         return
     print(f"images/s ({args.images} JPEGs ~500x375, {args.resolution} px, batch {args.batch}, "
           f"{os.cpu_count()} CPUs; best of {args.repeats})")
     for name, rate in rates.items():
-        print(f"  {name:12s} {rate:9.1f}   {rate / rates['decode_only']:.2f} x decode_only")
+        print(f"  {name:12s} {rate:9.1f}   {rate / rates['decode_only']:.2f} x decode_only   "
+              f"{cpu_ms[name]:.2f} CPU ms/image")
 
 
 if __name__ == "__main__":

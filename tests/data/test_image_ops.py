@@ -162,3 +162,50 @@ def test_eval_resize_is_antialiased_and_keeps_flat_images_flat():
     assert np.abs(out - 0.5).max() < 0.05
     flat = image_ops.resize_antialiased(np.full([90, 70, 3], 51, np.uint8), size=40).numpy()
     np.testing.assert_allclose(flat, 0.2, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_nearest_gather_is_tf_nearest_bit_for_bit(dtype, rng):
+    for height, width in ((75, 113), (375, 500), (500, 375), (7, 300), (256, 256), (1, 1)):
+        image = rng.integers(0, 256, [height, width, 3]).astype(dtype)
+        for size in (1, 14, 64, 224, 256, 299):
+            expected = tf.image.resize(image, [size, size], method="nearest").numpy()
+            eager = image_ops._nearest(tf.constant(image), size).numpy()
+            mapped = next(iter(tf.data.Dataset.from_tensors(image).map(
+                lambda x, size=size: image_ops._nearest(x, size))))
+            assert eager.dtype == dtype
+            np.testing.assert_array_equal(eager, expected.astype(dtype))
+            np.testing.assert_array_equal(mapped.numpy(), eager)
+
+
+@pytest.mark.parametrize("size,antialias", [(24, True), (64, False)])
+def test_every_resize_branch_matches_tf_resize(small_photo, size, antialias):
+    """Each (method, antialias) branch of random_resize against tf.image.resize on [0, 1] floats:
+    113 px -> 24 shrinks > 2x (bilinear, bicubic antialiased), -> 64 does not."""
+    image = tf.constant(small_photo)
+    resized, choices = map_over_seeds(
+        lambda seed: image_ops.random_resize_with_choice(image, seed=seed, size=size), 64)
+    assert set(choices) == {0, 1, 2, 3}
+    as_float = tf.image.convert_image_dtype(image, tf.float32)
+    for out, choice in zip(resized, choices):
+        method = image_ops.RESIZE_METHODS[choice]
+        expected = np.clip(tf.image.resize(as_float, [size, size], method=method,
+                                           antialias=antialias).numpy(), 0, 1)
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+        assert out.min() >= 0 and out.max() <= 1 + 1e-6
+
+
+def test_distort_color_without_clip_then_value_range_equals_clipped(small_photo):
+    """The training chain leaves distort_color's clip to value_range: same images."""
+    image = small_photo / np.float32(255)
+    for i in range(8):
+        seed = tf.constant([5, i], tf.int64)
+        clipped = run_both_ways(image_ops.distort_color, image, seed=seed).numpy()
+        raw = run_both_ways(image_ops.distort_color, image, seed=seed, clip=False).numpy()
+        np.testing.assert_allclose(np.clip(raw, 0, 1), clipped, atol=1e-6)
+        np.testing.assert_allclose(image_ops.value_range(raw).numpy(),
+                                   image_ops.value_range(clipped).numpy(), atol=1e-6)
+    # Unclipped outputs do leave [0, 1] (brightness, contrast), so the clip is not a no-op.
+    raws = map_over_seeds(lambda seed: image_ops.distort_color(
+        tf.constant(image), seed=seed, clip=False), 32)
+    assert raws.min() < 0 or raws.max() > 1

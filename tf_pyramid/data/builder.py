@@ -28,8 +28,9 @@ _WORKER_SEED_STRIDE = 1_000_003
 def image_ops_after_decode(training, resolution):
     """(registry name, params) of the ops after the decode (and crop, in training); image_ops."""
     if training:
+        # distort_color leaves its clip to value_range, which clips to [0, 1] first anyway.
         return (("random_resize", {"size": resolution}), ("random_flip", {}),
-                ("distort_color", {}), ("value_range", {}))
+                ("distort_color", {"clip": False}), ("value_range", {}))
     return (("resize_antialiased", {"size": resolution}), ("value_range", {}))
 
 
