@@ -23,7 +23,6 @@ class FeatureExtraction(keras.layers.Layer):
         self.negative_slope = float(negative_slope)
         # One attribute per sub-layer, not a list: `tf.train.Checkpoint` does not track layers
         # held in a Python list (their weights would silently be missing from checkpoints).
-        self._stack_names = []
         for index, spec in enumerate(self.layer_specs):
             if spec[0] == "conv":
                 layer = keras.layers.Conv2D(
@@ -34,12 +33,11 @@ class FeatureExtraction(keras.layers.Layer):
                 layer = keras.layers.MaxPooling2D(spec[1], strides=spec[2], padding="valid",
                                                   name=f"pool{index}")
             setattr(self, layer.name, layer)
-            self._stack_names.append(layer.name)
 
     @property
     def stack(self):
         """The conv and pool layers, in order."""
-        return [getattr(self, name) for name in self._stack_names]
+        return [getattr(self, f"{spec[0]}{index}") for index, spec in enumerate(self.layer_specs)]
 
     @property
     def features(self):
