@@ -11,17 +11,10 @@ from tf_pyramid.visualization import attention_figure, attention_views, figure_t
 
 
 def write_image_summary(tag, picture, step):
-    """`tf.summary.image` of one RGB uint8 picture [H, W, 3].
-
-    Without the `tensorboard` package `tf.summary.image` raises TBNotInstalledError; the same
-    record (the image plugin's format: [width, height, PNG] strings, plugin "images") is then
-    written with the core `tf.summary.write`, so TensorBoard shows it either way.
+    """The record `tf.summary.image` writes for one RGB uint8 picture [H, W, 3] (the image
+    plugin's [width, height, PNG] strings), through the core `tf.summary.write`: the `tensorboard`
+    package, which implements `tf.summary.image`, need not be installed (as the trainer's scalars).
     """
-    try:
-        return tf.summary.image(tag, picture[None], step=step)
-    except Exception as error:  # noqa: BLE001  TBNotInstalledError is not exported by tf.summary
-        if type(error).__name__ != "TBNotInstalledError":
-            raise
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = "images"
     height, width = picture.shape[:2]

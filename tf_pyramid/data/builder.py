@@ -16,8 +16,8 @@ from tf_pyramid.data.dataset_info import DatasetInfo
 from tf_pyramid.data.registry import get_op
 from tf_pyramid.data.skipped_image_counter import SkippedImageCounter
 
-DATASETS = ("mnist", "imagenet2012", "tfrecord", "folder")
-SPLITS = ("train", "validation", "test")
+DATASETS = ("mnist",) + tuple(imagenet.SOURCES)  # mnist, imagenet2012, tfrecord, folder
+SPLITS = imagenet.SPLITS
 IMAGE_VALUE_RANGE = (-1.0, 1.0)
 MNIST_VALUE_RANGE = (0.0, 1.0)
 MNIST_SHUFFLE_BUFFER = 60_000  # every digit: they are 784 bytes each
@@ -71,7 +71,6 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
     if seed is not None and not isinstance(seed, int):
         raise ValueError(f"seed must be an int or None; got {seed!r}.")
-    deterministic = (not training) or seed is not None
     if dataset == "mnist":
         _check_choice("MNIST variant", variant, mnist.VARIANTS)
         _check_choice("MNIST source", source, mnist.SOURCES)
@@ -79,22 +78,22 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
             raise ValueError(f"MNIST resolution must divide the {mnist.CANVAS_SIZE} px canvas "
                              f"(56, 28, 14, ...); got {resolution}.")
         examples, info = _mnist_examples(split, resolution, training, variant, source, data_dir,
-                                         texture, seed, input_context, deterministic)
+                                         texture, seed, input_context)
     else:
         examples, info = _image_examples(dataset, split, resolution, training, data_dir, seed,
-                                         strict, input_context, deterministic)
+                                         strict, input_context)
     per_replica = (input_context.get_per_replica_batch_size(batch_size)
                    if input_context is not None else batch_size)
     examples = examples.batch(per_replica, drop_remainder=drop_remainder,
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    options = tf.data.Options()
-    options.deterministic = deterministic
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()  # for the whole pipeline: no transformation sets its own order
+    options.deterministic = (not training) or seed is not None
     options.experimental_optimization.map_parallelization = True
     return examples.prefetch(tf.data.AUTOTUNE).with_options(options), info
 
 
 def _mnist_examples(split, resolution, training, variant, source, data_dir, texture, seed,
-                    input_context, deterministic):
+                    input_context):
     texture_image = mnist.load_texture(texture) if variant == "textured" else None
     digits, labels = mnist.load_digits(split, source, data_dir)
     records = tf.data.Dataset.from_tensor_slices((digits, labels))
@@ -106,25 +105,24 @@ def _mnist_examples(split, resolution, training, variant, source, data_dir, text
     example = mnist.make_example_fn(variant, resolution, texture_image)
     examples = tf.data.Dataset.zip((records, _example_seeds(seed, input_context))).map(
         lambda record, example_seed: example(record[0], record[1], example_seed),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        num_parallel_calls=tf.data.AUTOTUNE)
     info = DatasetInfo(num_classes=mnist.NUM_CLASSES, channels=1,
                        num_examples=mnist.split_size(split, source), class_names=None,
                        resolution=resolution, value_range=MNIST_VALUE_RANGE)
     return examples, info
 
 
-def make_image_example_fn(training, resolution, strict=False, counter=None):
+def make_image_example_fn(training, resolution, strict, counter):
     """(record dict, seed) -> (image float32 [r, r, 3] in [-1, 1], label, valid).
 
     `valid` is False for bytes that fail `decoding.looks_decodable` (then the image is zeros and
-    nothing was decoded); `strict` turns that into an error naming the file.
+    nothing was decoded); `strict` turns that into an error naming the file. `counter` (a
+    `SkippedImageCounter`) counts every record read and every image decoded.
     """
     ops = [(get_op(name), params) for name, params in image_ops_after_decode(training, resolution)]
 
     def example(record, seed):
-        encoded = record["encoded"]
-        if counter is not None:
-            encoded = counter.count_read(encoded)
+        encoded = counter.count_read(record["encoded"])
         valid = decoding.looks_decodable(encoded)
         if strict:
             with tf.control_dependencies([decoding.assert_decodable(valid, record["name"])]):
@@ -137,8 +135,7 @@ def make_image_example_fn(training, resolution, strict=False, counter=None):
                                                             bboxes=record["bboxes"])
             else:
                 image = image_ops.decode_image(encoded)
-            if counter is not None:
-                image = counter.count_decoded(image)
+            image = counter.count_decoded(image)
             for i, (op, params) in enumerate(ops):
                 image = op(image, seed=seeds[i + 1], **params)
             return image
@@ -151,17 +148,16 @@ def make_image_example_fn(training, resolution, strict=False, counter=None):
     return example
 
 
-def _image_examples(dataset, split, resolution, training, data_dir, seed, strict, input_context,
-                    deterministic):
+def _image_examples(dataset, split, resolution, training, data_dir, seed, strict, input_context):
     records = imagenet.SOURCES[dataset](split, data_dir, training=training, seed=seed,
-                                        input_context=input_context, deterministic=deterministic)
+                                        input_context=input_context)
     stream = records.dataset
     if input_context is not None and not records.sharded:
         stream = stream.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     counter = SkippedImageCounter(f"{dataset}/{split}")
     example = make_image_example_fn(training, resolution, strict, counter)
     examples = tf.data.Dataset.zip((stream, _example_seeds(seed, input_context))).map(
-        example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        example, num_parallel_calls=tf.data.AUTOTUNE)
     if not strict:
         # Safety net for files that pass the structural check yet fail to decode; they show in
         # the counter (read, never decoded). Under strict such errors propagate.

@@ -60,13 +60,6 @@ def decode_image(encoded, *, seed=None):
     return image
 
 
-def image_shape(encoded):
-    """[height, width] of encoded image bytes; reads only the header when the bytes are JPEG."""
-    return tf.cond(tf.io.is_jpeg(encoded),
-                   lambda: tf.io.extract_jpeg_shape(encoded)[:2],
-                   lambda: tf.shape(decode_image(encoded))[:2])
-
-
 # ---------------------------------------------------------------------------------- inception crop
 def sample_crop_window(shape, seed, bboxes=None, area_range=CROP_AREA_RANGE,
                        aspect_range=CROP_ASPECT_RANGE):

@@ -4,6 +4,7 @@ Each source returns an `ImageRecords`: a dataset of dicts `{"encoded": string, "
 (0-based), "bboxes": float32 [N, 4] (ymin, xmin, ymax, xmax, normalised; N may be 0), "name":
 string (names the file in errors)}` plus what is known about the split. Decoding happens later,
 in the builder's parallel map, so that the training crop can decode only the cropped window.
+Order (deterministic or not) is set once, by the builder's `tf.data.Options` for the whole pipeline.
 """
 import collections
 import os
@@ -27,7 +28,8 @@ ImageRecords = collections.namedtuple(
 
 
 def _shard_list(items, input_context):
-    """Per-worker slice of a static list (files), when there are enough items to go round."""
+    """Per-worker slice of a static list (files, or folder (path, label) pairs), when there are
+    enough items to go round; returns (items, sharded), sharded False: shard the records instead."""
     if input_context is None or input_context.num_input_pipelines == 1:
         return items, True
     if len(items) < input_context.num_input_pipelines:
@@ -36,7 +38,7 @@ def _shard_list(items, input_context):
 
 
 # -------------------------------------------------------------------------------------------- tfds
-def tfds_records(split, data_dir, *, training, seed, input_context, deterministic):
+def tfds_records(split, data_dir, *, training, seed, input_context):
     """tfds `imagenet2012` (manual download). Missing tars: FileNotFoundError with instructions."""
     import tensorflow_datasets as tfds
 
@@ -63,26 +65,19 @@ def tfds_records(split, data_dir, *, training, seed, input_context, deterministi
                          f"{sorted(splits)}); the test split needs {TEST_TAR}.")
     read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed,
                                   interleave_cycle_length=TFRECORD_CYCLE_LENGTH,
-                                  num_parallel_calls_for_interleave_files=tf.data.AUTOTUNE,
-                                  options=_deterministic_options(deterministic))
+                                  num_parallel_calls_for_interleave_files=tf.data.AUTOTUNE)
     dataset = builder.as_dataset(split=split, shuffle_files=training, read_config=read_config,
                                  decoders={"image": tfds.decode.SkipDecoding()})
     dataset = dataset.map(lambda example: {
         "encoded": example["image"], "label": tf.cast(example["label"], tf.int32),
         "bboxes": tf.zeros([0, 4], tf.float32), "name": example["file_name"]},
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
     num_examples = splits[split].num_examples if split in splits else None
     label = builder.info.features["label"]
     return ImageRecords(dataset, num_examples, label.num_classes, list(label.names),
                         sharded=input_context is not None)
-
-
-def _deterministic_options(deterministic):
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    return options
 
 
 # --------------------------------------------------------------------------------------- TFRecords
@@ -123,18 +118,18 @@ def _parse_tfrecord(serialized, shard, num_classes):
     return {"encoded": features["image/encoded"], "label": label, "bboxes": bboxes, "name": name}
 
 
-def _class_names_file(directory):
-    path = os.path.join(directory, LABELS_FILE)
+def _read_names(path):
+    """The non-empty lines of a class-names file, or None when there is no such file."""
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
         return [line.strip() for line in f if line.strip()]
 
 
-def tfrecord_records(split, data_dir, *, training, seed, input_context, deterministic):
+def tfrecord_records(split, data_dir, *, training, seed, input_context):
     """TFRecords in the Inception/slim layout; `labels.txt` beside them names the classes."""
     files = tfrecord_files(split, data_dir)
-    class_names = _class_names_file(os.path.dirname(files[0]))
+    class_names = _read_names(os.path.join(os.path.dirname(files[0]), LABELS_FILE))
     num_classes = len(class_names) if class_names else IMAGENET_NUM_CLASSES
     files, sharded = _shard_list(files, input_context)
     dataset = tf.data.Dataset.from_tensor_slices(files)
@@ -144,11 +139,11 @@ def tfrecord_records(split, data_dir, *, training, seed, input_context, determin
         lambda shard: tf.data.TFRecordDataset(shard, buffer_size=TFRECORD_READ_BUFFER).map(
             lambda serialized: (serialized, shard)),
         cycle_length=min(TFRECORD_CYCLE_LENGTH, len(files)), block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
     dataset = dataset.map(lambda serialized, shard: _parse_tfrecord(serialized, shard, num_classes),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+                          num_parallel_calls=tf.data.AUTOTUNE)
     return ImageRecords(dataset, None, num_classes, class_names, sharded)
 
 
@@ -166,9 +161,9 @@ def folder_class_names(root):
     later and a trained model's outputs can be named.
     """
     path = os.path.join(root, CLASS_INDEX_FILE)
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            return [line.strip() for line in f if line.strip()]
+    names = _read_names(path)
+    if names is not None:
+        return names
     names = sorted({name for split in SPLITS if tf.io.gfile.isdir(os.path.join(root, split))
                     for name in _subfolders(os.path.join(root, split))})
     try:
@@ -181,7 +176,7 @@ def folder_class_names(root):
     return names
 
 
-def folder_records(split, data_dir, *, training, seed, input_context, deterministic):
+def folder_records(split, data_dir, *, training, seed, input_context):
     """Images in `<data_dir>/<split>/<class name>/<file>`; label = line of the class index."""
     if not data_dir:
         raise ValueError("dataset='folder' needs data_dir: a folder with <split>/<class>/<image> "
@@ -192,13 +187,14 @@ def folder_records(split, data_dir, *, training, seed, input_context, determinis
                                 "name>/<image file> (JPEG, PNG, GIF or BMP).")
     class_names = folder_class_names(data_dir)
     index = {name: i for i, name in enumerate(class_names)}
-    unknown = [name for name in _subfolders(split_dir) if name not in index]
+    class_dirs = _subfolders(split_dir)
+    unknown = [name for name in class_dirs if name not in index]
     if unknown:
         raise ValueError(f"Class folders {unknown} of {split_dir!r} are not in "
                          f"{os.path.join(data_dir, CLASS_INDEX_FILE)}; add them (new labels go "
                          "at the end) or delete the index to rebuild it.")
     paths, labels = [], []
-    for name in _subfolders(split_dir):
+    for name in class_dirs:
         class_dir = os.path.join(split_dir, name)
         for file in sorted(tf.io.gfile.listdir(class_dir)):
             if file.lower().endswith(IMAGE_EXTENSIONS):
@@ -208,16 +204,15 @@ def folder_records(split, data_dir, *, training, seed, input_context, determinis
         raise ValueError(f"No images in {split_dir!r}: expected <class name>/<file> with one of "
                          f"the extensions {IMAGE_EXTENSIONS}.")
     num_examples = len(paths)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        paths = paths[input_context.input_pipeline_id::input_context.num_input_pipelines]
-        labels = labels[input_context.input_pipeline_id::input_context.num_input_pipelines]
-    dataset = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
+    files, sharded = _shard_list(list(zip(paths, labels)), input_context)
+    paths, labels = zip(*files)
+    dataset = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(labels, tf.int32)))
     if training:
         dataset = dataset.shuffle(len(paths), seed=seed)
     dataset = dataset.map(lambda path, label: {
         "encoded": tf.io.read_file(path), "label": label, "bboxes": tf.zeros([0, 4], tf.float32),
-        "name": path}, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return ImageRecords(dataset, num_examples, len(class_names), class_names, sharded=True)
+        "name": path}, num_parallel_calls=tf.data.AUTOTUNE)
+    return ImageRecords(dataset, num_examples, len(class_names), class_names, sharded)
 
 
 SOURCES = {"imagenet2012": tfds_records, "tfrecord": tfrecord_records, "folder": folder_records}

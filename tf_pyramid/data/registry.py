@@ -32,9 +32,6 @@ class Registry:
     def names(self):
         return sorted(self._entries)
 
-    def __contains__(self, name):
-        return name in self._entries
-
 
 OPS = Registry("preprocessing op")
 register_op = OPS.register

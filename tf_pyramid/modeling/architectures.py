@@ -31,6 +31,11 @@ def architecture(name):
     return ARCHITECTURES[name]
 
 
+def exit_levels(model):
+    """How many levels a built model can answer after: L for a pyramid model, 1 for a baseline."""
+    return model.levels if isinstance(model, PyramidClassifier) else 1
+
+
 def levels_for_resolution(name, resolution):
     """The `levels` L whose input side `b * 2**(L-1)` equals `resolution`, or a ValueError."""
     base = architecture(name)["base_resolution"]

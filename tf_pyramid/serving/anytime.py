@@ -11,10 +11,6 @@ from tf_pyramid.modeling import BaselineClassifier
 POLICY = "threshold"
 
 
-def _per_image(values, image_index, batch):
-    return tf.math.unsorted_segment_sum(values, image_index, batch)
-
-
 def anytime(model, images, threshold, policy=POLICY):
     """Early-exit prediction of a pyramid (or baseline) model on model-ready `images`.
 
@@ -37,60 +33,49 @@ def anytime(model, images, threshold, policy=POLICY):
         return format_outputs(model(images, training=False), levels_used=1)
     batch = tf.shape(images)[0]
     run_tests = threshold <= 1.0
-    num_classes = model.num_classes
-    tests = []            # per level < L: (probabilities [B, C], stopped here [B])
-    state = {}
+    state = {"active": tf.ones([batch], tf.bool), "levels_used": tf.ones([batch], tf.int32)}
 
     def descend_fn(trace, level):
-        active = tf.ones([batch], tf.bool) if level == 0 else state["active"]
-
         def exit_test():
             logits = model.classification_module(
                 model.root_vectors(trace, deepest_only=True)[:, 0])
-            probabilities = tf.nn.softmax(logits)
-            return probabilities, tf.reduce_max(probabilities, axis=-1) >= threshold
+            return tf.reduce_max(tf.nn.softmax(logits), axis=-1) >= threshold
 
-        def no_test():
-            return tf.zeros([batch, num_classes]), tf.zeros([batch], tf.bool)
-
-        probabilities, stop = tf.cond(run_tests, exit_test, no_test)
-        stop = tf.logical_and(stop, active)
-        tests.append((probabilities, stop))
-        state["active"] = tf.logical_and(active, tf.logical_not(stop))
+        stop = tf.cond(run_tests, exit_test, lambda: tf.zeros([batch], tf.bool))
+        state["active"] = tf.logical_and(state["active"], tf.logical_not(stop))
+        state["levels_used"] += tf.cast(state["active"], tf.int32)
         return state["active"]
 
     trace = model.traverse(images, training=False, policy=policy, descend_fn=descend_fn)
     summary = model.summarize(trace, batch)
-    levels = model.levels
-    deepest = tf.nn.softmax(summary["logits"])
-    stops = [stop for _, stop in tests] + [tf.ones([batch], tf.bool)]
-    levels_used = tf.cast(tf.argmax(tf.cast(tf.stack(stops, axis=1), tf.int32), axis=1),
-                          tf.int32) + 1                                        # [B], 1-based
-    candidates = tf.stack([p for p, _ in tests] + [deepest], axis=1)           # [B, L, C]
-    probabilities = tf.gather(candidates, levels_used - 1, axis=1, batch_dims=1)
+    levels_used = state["levels_used"]                                          # [B], 1-based
     pick = levels_used[:, None] - 1
+    # An image that stopped at level t has no patches below it: the level-t prediction of the
+    # whole traversal is the one its exit test saw.
+    probabilities = tf.gather(tf.nn.softmax(summary["level_logits"]), pick, batch_dims=1)[:, 0]
     num_locations = tf.gather(summary["level_num_locations"], pick, batch_dims=1)[:, 0]
     macs = tf.gather(summary["level_macs"], pick, batch_dims=1)[:, 0]
 
-    # Exit tests that let an image go on: level t (0-based) costs classification plus a merge per
-    # patch at levels < t with an attended child.
+    # Exit tests that let an image go on: the test after level t costs the merging and the
+    # classification of the traversal truncated after t, i.e. `level_macs[:, t]` less its
+    # feature extraction (1 + level_num_locations patches) and location modules.
     costs = model.module_costs()
-    merge_cost = costs["aggregation"] + costs["merging"]
-    overhead = tf.zeros([batch], tf.int64)
-    merges_above = tf.zeros([batch], tf.int64)
-    for level in range(levels - 1):
-        went_on = tf.logical_and(run_tests, levels_used - 1 > level)
-        test_cost = costs["classification"] + merges_above * merge_cost
-        overhead += tf.where(went_on, test_cost, tf.zeros_like(test_cost))
-        has_child = tf.reduce_max(trace["mask"][level], axis=1)
-        merges_above += tf.cast(_per_image(has_child, trace["image_index"][level], batch),
-                                tf.int64)
+    test_costs = (summary["level_macs"]
+                  - (1 + summary["level_num_locations"]) * costs["feature_extraction"]
+                  - summary["location_applications"] * costs["location"])    # [B, L]
+    went_on = tf.logical_and(run_tests, tf.range(model.levels)[None, :] < pick)
+    overhead = tf.reduce_sum(tf.where(went_on, test_costs, tf.zeros_like(test_costs)), axis=1)
+    return serving_outputs(probabilities, levels_used, num_locations, macs + overhead)
+
+
+def serving_outputs(probabilities, levels_used, num_locations, macs):
+    """The signatures' output dict (see `signatures`)."""
     return {
         "probabilities": probabilities,
         "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
         "levels_used": levels_used,
         "num_locations": tf.cast(num_locations, tf.int64),
-        "macs": tf.cast(macs, tf.int64) + overhead,
+        "macs": tf.cast(macs, tf.int64),
     }
 
 
@@ -101,10 +86,5 @@ def format_outputs(outputs, levels_used):
     num_locations = outputs.get("num_locations")
     if num_locations is None:
         num_locations = tf.zeros([batch], tf.int64)
-    return {
-        "probabilities": probabilities,
-        "classes": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
-        "levels_used": tf.fill([batch], tf.constant(levels_used, tf.int32)),
-        "num_locations": tf.cast(num_locations, tf.int64),
-        "macs": tf.cast(outputs["macs"], tf.int64),
-    }
+    return serving_outputs(probabilities, tf.fill([batch], tf.constant(levels_used, tf.int32)),
+                           num_locations, outputs["macs"])

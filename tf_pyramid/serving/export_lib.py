@@ -7,6 +7,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from tf_pyramid.modeling import exit_levels
 from tf_pyramid.serving import preprocessing
 from tf_pyramid.serving import signatures as signatures_lib
 
@@ -24,15 +25,6 @@ def existing_versions(export_base):
 def next_version(export_base):
     versions = existing_versions(export_base)
     return versions[-1] + 1 if versions else 1
-
-
-def load_run_config(model_dir):
-    """`DIR/config.json` of a training run, or {} when there is none."""
-    path = os.path.join(model_dir, "config.json")
-    if not tf.io.gfile.exists(path):
-        return {}
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
 
 
 def resolve_model_path(model_dir=None, model=None):
@@ -53,10 +45,10 @@ def resolve_model_path(model_dir=None, model=None):
 
 def load_model(model_dir=None, model=None):
     """Loads a trained `tf_pyramid` model (`.keras`) and its run config (may be {})."""
-    import tf_pyramid  # noqa: F401  (registers the model classes)
+    from tf_pyramid.training import restore  # noqa: PLC0415  (the trainer imports serving)
     path = resolve_model_path(model_dir, model)
-    config = load_run_config(model_dir) if model_dir else {}
-    return keras.saving.load_model(path), config
+    config = (restore.read_config(model_dir) if model_dir else None) or {}
+    return restore.load_run_model(path)[0], config
 
 
 def export_saved_model(model, export_base, version=None, value_range=None, dataset=None,
@@ -108,10 +100,10 @@ def export_saved_model(model, export_base, version=None, value_range=None, datas
             "input_size": int(model.input_size),
             "channels": int(model.channels),
             "num_classes": int(model.num_classes),
-            "levels": signatures_lib.num_levels(model),
+            "levels": exit_levels(model),
             "value_range": list(value_range),
             "resize_method": resize_method,
-            "policy": "threshold",
+            "policy": signatures_lib.POLICY,
             "signatures": signatures_lib.signature_names(model),
             "outputs": list(signatures_lib.OUTPUT_KEYS),
         }

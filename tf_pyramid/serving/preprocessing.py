@@ -17,8 +17,8 @@ channels, empty batch, NaN/Inf, undecodable bytes), raised before any model op r
 """
 import tensorflow as tf
 
-ZERO_ONE = (0.0, 1.0)
-MINUS_ONE_ONE = (-1.0, 1.0)
+from tf_pyramid.data import image_ops
+from tf_pyramid.data.builder import IMAGE_VALUE_RANGE, MNIST_VALUE_RANGE
 
 
 def _mnist_type(channels, dataset=None):
@@ -33,7 +33,7 @@ def _mnist_type(channels, dataset=None):
 
 def value_range_for(channels, dataset=None):
     """The model input range: from the training dataset's name if known, else from `channels`."""
-    return ZERO_ONE if _mnist_type(channels, dataset) else MINUS_ONE_ONE
+    return MNIST_VALUE_RANGE if _mnist_type(channels, dataset) else IMAGE_VALUE_RANGE
 
 
 def resize_method_for(channels, dataset=None):
@@ -52,9 +52,9 @@ def parse_value_range(value):
 
 
 def scale_pixels(images, value_range):
-    """0-255 pixel values -> `value_range` (clipped to it)."""
+    """0-255 pixel values -> `value_range` (clipped to it), as the evaluation pipelines."""
     low, high = value_range
-    return tf.clip_by_value(images / 255.0 * (high - low) + low, low, high)
+    return image_ops.value_range(images / 255.0, low=low, high=high)
 
 
 def resize_images(images, size, method="bilinear"):
@@ -102,7 +102,7 @@ def check_images(images, channels, name="images"):
         images = tf.ensure_shape(images, [None, None, None, channels])
         images = tf.debugging.assert_all_finite(
             images, f"{name} contain NaN or Inf values; expected pixel values 0-255")
-    return tf.ensure_shape(images, [None, None, None, channels])
+    return images
 
 
 def prepare_images(images, size, channels, value_range, method="bilinear"):

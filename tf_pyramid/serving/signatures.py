@@ -14,7 +14,7 @@ All signatures use the deterministic `threshold` attention policy.
 """
 import tensorflow as tf
 
-from tf_pyramid.modeling import BaselineClassifier
+from tf_pyramid.modeling import BaselineClassifier, exit_levels
 from tf_pyramid.serving import preprocessing
 from tf_pyramid.serving.anytime import POLICY, anytime, format_outputs
 
@@ -42,12 +42,8 @@ def is_pyramid(model):
     return not isinstance(model, BaselineClassifier)
 
 
-def num_levels(model):
-    return model.levels if is_pyramid(model) else 1
-
-
 def signature_names(model):
-    levels = [f"level_{d}" for d in range(1, num_levels(model) + 1)]
+    levels = [f"level_{d}" for d in range(1, exit_levels(model) + 1)]
     return ["serving_default", *levels, "anytime", "serving_bytes"]
 
 
@@ -65,7 +61,7 @@ class ServingFunctions:
         self.model = model
         self.value_range = tuple(float(v) for v in value_range)
         self.resize_method = resize_method or (
-            "area" if self.value_range == preprocessing.ZERO_ONE else "bilinear")
+            "area" if self.value_range == preprocessing.MNIST_VALUE_RANGE else "bilinear")
         self.size = int(model.input_size)
         self.channels = int(model.channels)
 
@@ -109,7 +105,7 @@ class ServingFunctions:
         """[(signature name, function, input signature)] in export order."""
         pairs = [("serving_default", self.serving_default, [images_spec()])]
         pairs += [(f"level_{d}", self.level_fn(d), [images_spec()])
-                  for d in range(1, num_levels(self.model) + 1)]
+                  for d in range(1, exit_levels(self.model) + 1)]
         pairs += [("anytime", self.anytime, [images_spec(), threshold_spec()]),
                   ("serving_bytes", self.serving_bytes, [image_bytes_spec()])]
         return pairs

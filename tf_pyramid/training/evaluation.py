@@ -4,16 +4,13 @@ For a pyramid model one pass serves all levels (`level_logits`, `level_num_locat
 `level_macs`); a baseline gives one entry. The result is the `metrics.json` schema:
 `{"levels": [{"level": 1, "accuracy": ..., "mean_locations": ..., "mean_macs": ...}, ...]}`.
 """
-import os
-
 import numpy as np
 import tensorflow as tf
 
-from tf_pyramid.modeling import PyramidClassifier
+from tf_pyramid.data import build_dataset, evaluate_redrawn
+from tf_pyramid.modeling import PyramidClassifier, exit_levels
 
-
-def num_levels(model):
-    return model.levels if isinstance(model, PyramidClassifier) else 1
+LEVEL_KEYS = ("accuracy", "mean_locations", "mean_macs")  # per-level entries of metrics.json
 
 
 def batch_statistics(model, images, labels, policy=None):
@@ -22,7 +19,7 @@ def batch_statistics(model, images, labels, policy=None):
     An empty batch (a replica left without examples at the end of a distributed pass) gives
     zeros without running the model.
     """
-    levels = num_levels(model)
+    levels = exit_levels(model)
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
 
     def compute():
@@ -67,43 +64,35 @@ class Evaluator:
 
         self._step = step
 
-    def distribute(self, dataset_fn):
-        """`dataset_fn(input_context)` -> distributed dataset (one pipeline per worker)."""
-        return self.strategy.distribute_datasets_from_function(dataset_fn)
-
     def evaluate(self, dataset, num_passes=1):
-        """Per-level results over `num_passes` passes of `dataset` (distributed or plain)."""
-        passes = []
-        for _ in range(int(num_passes)):
-            totals = None
-            for batch in dataset:
-                sums = [np.asarray(s, np.float64) for s in self._step(batch)]
-                totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
-            if totals is None or totals[-1] == 0:
-                raise ValueError("The evaluation dataset is empty.")
-            passes.append(totals)
-        return summarize(passes, num_levels(self.model))
+        """Per-level results over `num_passes` passes of `dataset` (distributed or plain): the
+        mean of the passes (`data.evaluate_redrawn`), and the accuracy's spread over them."""
+        levels = range(1, exit_levels(self.model) + 1)
+        redrawn = evaluate_redrawn(self._one_pass, dataset, num_passes)
+        mean = redrawn["mean"]
+        result = {"levels": [{"level": d, **{key: mean[f"{key}_{d}"] for key in LEVEL_KEYS}}
+                             for d in levels],
+                  "num_examples": int(mean["num_examples"]),
+                  "num_passes": redrawn["num_passes"],
+                  "cross_entropy": [mean[f"cross_entropy_{d}"] for d in levels]}
+        if redrawn["num_passes"] > 1:
+            result["accuracy_std"] = [redrawn["std"][f"accuracy_{d}"] for d in levels]
+        return result
 
-
-def summarize(passes, levels):
-    """metrics.json dict from per-pass sums [(correct, locations, macs, xent, count), ...]."""
-    accuracy = np.stack([p[0] / p[4] for p in passes])                       # [K, L]
-    locations = np.stack([p[1] / p[4] for p in passes])
-    macs = np.stack([p[2] / p[4] for p in passes])
-    cross_entropy = np.stack([p[3] / p[4] for p in passes])
-    entries = []
-    for index in range(levels):
-        entries.append({"level": index + 1,
-                        "accuracy": float(accuracy[:, index].mean()),
-                        "mean_locations": float(locations[:, index].mean()),
-                        "mean_macs": float(macs[:, index].mean())})
-    result = {"levels": entries,
-              "num_examples": int(passes[0][4]),
-              "num_passes": len(passes),
-              "cross_entropy": [float(v) for v in cross_entropy.mean(0)]}
-    if len(passes) > 1:
-        result["accuracy_std"] = [float(v) for v in accuracy.std(0, ddof=1)]
-    return result
+    def _one_pass(self, dataset):
+        """`{"accuracy_1": ..., "mean_locations_1": ..., "mean_macs_1": ...,
+        "cross_entropy_1": ..., ..., "num_examples": ...}` of one pass over `dataset`."""
+        totals = None
+        for batch in dataset:
+            sums = [np.asarray(s, np.float64) for s in self._step(batch)]
+            totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
+        if totals is None or totals[-1] == 0:
+            raise ValueError("The evaluation dataset is empty.")
+        *per_level, count = totals
+        means = {"num_examples": count}
+        for key, sums in zip((*LEVEL_KEYS, "cross_entropy"), per_level):
+            means.update({f"{key}_{d}": value / count for d, value in enumerate(sums, start=1)})
+        return means
 
 
 def scalar_logs(result, prefix=""):
@@ -123,28 +112,24 @@ def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=Non
     """The per-level JSON dict for a run directory or .keras file (`python -m
     tf_pyramid.evaluate`): model.keras, or the latest / a given checkpoint; data settings from the
     run's config.json unless overridden; `levels` re-runs the modules with that many levels."""
-    from tf_pyramid.data import build_dataset  # noqa: PLC0415
     from tf_pyramid.training import restore  # noqa: PLC0415
 
-    config = (restore.read_config(model_dir) if os.path.isdir(model_dir) else None) or {}
+    config = restore.read_config(model_dir) or {}
     model, where = restore.load_run_model(model_dir, checkpoint=checkpoint,
                                           prefer_checkpoint=use_checkpoint)
     pyramid = isinstance(model, PyramidClassifier)
     trained_levels = model.levels if pyramid else (config.get("levels") or 1)
     if levels and levels != trained_levels:
-        base = model.base_resolution if pyramid else model.input_size // 2 ** (trained_levels - 1)
+        # Evaluation runs no learning rule: build the model with a neutral one (the run's c_t
+        # list would not fit another depth).
         rebuilt = restore.build_from_config(
-            dict(config, model=config.get("model") or model.name, levels=levels,
-                 c_t=config.get("c_t", []), level_weights=[], c_r=config.get("c_r"),
-                 lambda_f=0.0, lambda_t=0.0, lambda_r=0.0, mc_samples=1,
-                 baseline_decay=0.9), model.num_classes, model.channels, levels=levels)
+            dict(config, model=config.get("model") or model.name, levels=levels, c_t=[],
+                 level_weights=[], c_r=None, lambda_f=0.0, lambda_t=0.0, lambda_r=0.0,
+                 mc_samples=1, baseline_decay=0.9), model.num_classes, model.channels)
         restore.copy_module_weights(model, rebuilt)
-        model, resolution = rebuilt, base * 2 ** (levels - 1)
-    else:
-        resolution = model.input_size
+        model = rebuilt
+    resolution = model.input_size
     policy = policy or config.get("policy") or "threshold"
-    if pyramid:
-        model.policy = policy
     dataset_name = data.get("dataset") or config.get("dataset")
     if not dataset_name:
         raise ValueError(f"{model_dir} has no config.json naming the dataset: pass --dataset.")

@@ -9,14 +9,13 @@ import zipfile
 
 from absl import flags
 
+from tf_pyramid.data import DATASETS, SPLITS
+from tf_pyramid.data.mnist import CANVAS_SIZE as MNIST_CANVAS
+from tf_pyramid.data.mnist import SOURCES, VARIANTS
 from tf_pyramid.modeling import MODEL_NAMES, levels_for_resolution
 from tf_pyramid.modeling.architectures import architecture
 from tf_pyramid.training.strategy import STRATEGIES, check_tf_config
 
-DATASETS = ("mnist", "imagenet2012", "tfrecord", "folder")
-VARIANTS = ("plain", "noisy", "textured")
-SOURCES = ("tfds", "bundled")
-MNIST_CANVAS = 56
 DEFAULT_LEARNING_RATE = {"mnist": 0.01}  # others: 0.001 (paper A.4)
 LIST_FLAGS = ("c_t", "level_weights")  # repeated flags (absl multi flags)
 PYRAMID_ONLY = ("lambda_f", "lambda_t", "lambda_r", "c_t", "c_r", "level_weights")
@@ -272,7 +271,7 @@ def resolve_config(config):
     if config.get("batch_size", 1) < 1:
         raise FlagError("--batch_size must be >= 1.")
     for key in ("validation_split", "eval_split"):
-        allowed = ("train", "validation", "test") + (("none",) if key == "validation_split" else ())
+        allowed = SPLITS + (("none",) if key == "validation_split" else ())
         if config.get(key) not in allowed:
             raise FlagError(f"--{key}={config.get(key)}; use one of {', '.join(allowed)}.")
     if pyramid:

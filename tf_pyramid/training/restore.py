@@ -25,19 +25,14 @@ def learning_rule_from_config(config):
             "baseline_decay": config["baseline_decay"]}
 
 
-def build_from_config(config, num_classes, channels, levels=None, policy=None):
+def build_from_config(config, num_classes, channels):
     """The run's model (pyramid or baseline), untrained."""
     from tf_pyramid.training.flags import is_pyramid  # noqa: PLC0415
-    name = config["model"]
-    levels = levels or config["levels"]
+    name, levels = config["model"], config["levels"]
     if is_pyramid(name):
-        rule = learning_rule_from_config(config)
-        if levels != config["levels"]:
-            rule.update(target_locations=None if len(rule["target_locations"] or []) > 1
-                        else rule["target_locations"], level_weights=None)
         return build_model(name, levels=levels, num_classes=num_classes, channels=channels,
-                           policy=policy or config.get("policy") or "threshold",
-                           seed=config.get("seed"), learning_rule=rule)
+                           policy=config.get("policy") or "threshold", seed=config.get("seed"),
+                           learning_rule=learning_rule_from_config(config))
     return build_model(name, levels=levels, num_classes=num_classes, channels=channels)
 
 

@@ -54,16 +54,16 @@ def check_tf_config():
     return None
 
 
-def create_strategy(name, tpu=None, devices=None, logical_cpus=None):
+def create_strategy(name, tpu=None, logical_cpus=None):
     """A `tf.distribute.Strategy` for `--strategy=name`."""
+    devices = None  # mirrored: every local GPU
     if logical_cpus and int(logical_cpus) > 1:
         split_cpu(logical_cpus)
-        if name == "mirrored" and not devices:
-            devices = [f"/cpu:{i}" for i in range(int(logical_cpus))]
+        devices = [f"/cpu:{i}" for i in range(int(logical_cpus))]
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=devices or None)
+        return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
         message = check_tf_config()
         if message:

@@ -38,13 +38,8 @@ from tf_pyramid.training.schedule import StepDecay
 
 
 def write_scalar(name, value, step):
-    """`tf.summary.scalar`, or the same record through the core `tf.summary.write` when the
-    `tensorboard` package (which implements `tf.summary.scalar`) is not installed."""
-    try:
-        return tf.summary.scalar(name, value, step=step)
-    except Exception as error:  # noqa: BLE001  TBNotInstalledError is not exported
-        if type(error).__name__ != "TBNotInstalledError":
-            raise
+    """The record `tf.summary.scalar` writes, through the core `tf.summary.write`: the
+    `tensorboard` package, which implements `tf.summary.scalar`, need not be installed."""
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = "scalars"
     metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
@@ -152,6 +147,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self.write_dir, "checkpoints"),
             max_to_keep=c["keep_checkpoints"])
+        self.evaluator = evaluation.Evaluator(self.model, strategy, c["policy"])
         self._log_model()
         self._restore_or_initialize()
         self._write_config()
@@ -260,7 +256,6 @@ class Trainer:
         iterator = iter(self._distributed("train", training=True))
         validation = (self._distributed(c["validation_split"], training=False)
                       if c["validation_split"] != "none" else None)
-        evaluator = evaluation.Evaluator(self.model, self.strategy, c["policy"])
         train_writer, validation_writer = self._writers()
         stop_at = (step + c["stop_after_steps"]) if c["stop_after_steps"] else None
         previous = self._install_signal_handler()
@@ -310,7 +305,7 @@ class Trainer:
                 progbar.update(self.steps_per_epoch, finalize=True)
                 self.epoch.assign(epoch + 1)
                 if validation is not None:
-                    result = evaluator.evaluate(validation)
+                    result = self.evaluator.evaluate(validation)
                     scalars = evaluation.scalar_logs(result)
                     with validation_writer.as_default(step=step):
                         for name, value in scalars.items():
@@ -356,9 +351,8 @@ class Trainer:
     def finish(self):
         """Final evaluation -> metrics.json, model.keras, SavedModel export."""
         c = self.config
-        evaluator = evaluation.Evaluator(self.model, self.strategy, c["policy"])
-        result = evaluator.evaluate(self._distributed(c["eval_split"], training=False),
-                                    num_passes=c["eval_passes"])
+        result = self.evaluator.evaluate(self._distributed(c["eval_split"], training=False),
+                                         num_passes=c["eval_passes"])
         metrics = {"levels": result["levels"], "model": c["model"], "split": c["eval_split"],
                    "policy": c["policy"] if isinstance(self.model, PyramidClassifier) else None,
                    "dataset": c["dataset"], "variant": c["variant"],

@@ -52,27 +52,29 @@ def attention_views(model, images, policy=None, upsample="bilinear"):
     probabilities = tf.nn.softmax(summary["level_logits"]).numpy()          # [B, L, C]
     level_classes = probabilities.argmax(-1)
     level_probs = probabilities.max(-1)
+    level_num_locations = summary["level_num_locations"].numpy()
+    level_macs = summary["level_macs"].numpy()
+    image_index = [index.numpy() for index in trace["image_index"]]
+    offsets = [offset.numpy() for offset in trace["offset"]]
     batch = images.shape[0]
     views = []
     for i in range(batch):
-        patches, level_map = [], np.zeros([size, size], np.int32)
-        seen = []
+        patches, seen = [], []
+        picture = upsampled[0][i]
         for level in range(levels):
             scale = 2 ** (levels - 1 - level)
-            mine = trace["image_index"][level].numpy() == i
-            offsets = trace["offset"][level].numpy()[mine] * scale
+            corners = offsets[level][image_index[level] == i] * scale
             side = base * scale
-            boxes = np.concatenate([offsets, np.full([len(offsets), 1], side)], axis=1)
+            boxes = np.concatenate([corners, np.full([len(corners), 1], side)], axis=1)
             patches.append(boxes.astype(np.int64))
+            # Deeper levels paint over shallower ones: each region at its finest resolution.
+            picture = picture.copy()
             for top, left, _ in boxes:
-                level_map[top:top + side, left:left + side] = level
-            picture = upsampled[0][i].copy()
-            for shown in range(1, level + 1):
-                picture = np.where((level_map == shown)[..., None], upsampled[shown][i], picture)
+                region = np.s_[top:top + side, left:left + side]
+                picture[region] = upsampled[level][i][region]
             seen.append(picture)
         views.append(ImageView(
             image=images[i].numpy(), seen=seen, patches=patches, classes=level_classes[i],
-            probabilities=level_probs[i],
-            num_locations=summary["level_num_locations"][i].numpy(),
-            macs=summary["level_macs"][i].numpy()))
+            probabilities=level_probs[i], num_locations=level_num_locations[i],
+            macs=level_macs[i]))
     return views
