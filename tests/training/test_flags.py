@@ -48,6 +48,7 @@ def test_good_config_resolves_levels_and_defaults():
     (dict(model_dir=None), "--model_dir is required"),
     (dict(validation_split="dev"), "--validation_split=dev"),
     (dict(lr_decay_at=["0.8", "1.5"]), "--lr_decay_at fractions"),
+    (dict(mc_samples=0), "--mc_samples must be >= 1"),
 ])
 def test_bad_flags_raise_with_what_to_change(overrides, message):
     with pytest.raises(FlagError) as error:

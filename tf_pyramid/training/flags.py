@@ -253,8 +253,8 @@ def resolve_config(config):
         if config.get("c_r") is not None and not 0.0 <= config["c_r"] <= 1.0:
             raise FlagError(f"--c_r is a probability in [0, 1]; got {config['c_r']}.")
     config.update(c_t=c_t, level_weights=weights)
-    if (config.get("mc_samples") or 1) < 1:
-        raise FlagError("--mc_samples must be >= 1.")
+    if config.get("mc_samples") is not None and config["mc_samples"] < 1:
+        raise FlagError(f"--mc_samples must be >= 1; got {config['mc_samples']}.")
     if config.get("learning_rate") is None:
         config["learning_rate"] = DEFAULT_LEARNING_RATE.get(dataset, 0.001)
     if config["learning_rate"] <= 0:
