@@ -30,7 +30,7 @@ def main(argv):
     except training_flags.FlagError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
-    from tf_pyramid.training import trainer  # noqa: PLC0415  (imports TensorFlow)
+    from tf_pyramid.training import trainer  # noqa: PLC0415
     try:
         result = trainer.Trainer(config).run()
     except training_flags.FlagError as error:

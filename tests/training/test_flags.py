@@ -83,8 +83,9 @@ def _parse_flagfile(path, *extra):
     return training_flags.config_from_flags(values)
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg"))),
-                         ids=os.path.basename)
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(REPO, "flags", "**", "*.cfg"), recursive=True)),
+    ids=lambda path: os.path.relpath(path, os.path.join(REPO, "flags")))
 def test_every_flagfile_parses_and_resolves(path, tmp_path):
     raw = _parse_flagfile(path, f"--model_dir={tmp_path / 'run'}")
     if raw["init_from"]:  # the previous stage does not exist here: check the name only
