@@ -1,6 +1,7 @@
 """Input pipeline speed: decode only, full training augmentation, evaluation path, side by side.
 
     python tools/benchmark_input.py [--images 512] [--resolution 256] [--batch 64] [--json]
+                                    [--stages]
 
 Writes real photographs (the colour images in `skimage.data`, re-encoded as JPEG at ImageNet-like
 sizes, about 500 x 375) into temporary TFRecords in the Inception/slim layout, then times, in one
@@ -12,6 +13,12 @@ run and interleaved so that machine noise hits all alike, images per second of:
 Target: train >= 0.6 x decode_only. `--json` prints one object {"decode_only", "train", "eval"}.
 The text output also gives CPU milliseconds per image (process CPU time / images, least of the
 repeats): steadier than images/s on a shared machine, where other jobs take cores away.
+
+`--stages` times, in the same interleaved way, where the training pipeline's time goes:
+  crop_bilinear  the floor of any training pipeline to `--resolution` px float: read + parse +
+                 crop-while-decoding + one bilinear resize, nothing else (no builder, no checks);
+  then `build_dataset(..., training=True)` cut after each of its augmentation stages in turn
+  (random_resize, random_flip, distort_color, value_range; the last is the full `train`).
 """
 import argparse
 import json
@@ -71,6 +78,46 @@ def decode_only_dataset(directory, batch):
                        deterministic=False).batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
+def crop_bilinear_dataset(directory, resolution, batch):
+    """The floor of a training pipeline: crop while decoding, one bilinear resize, batch."""
+    import tensorflow as tf
+    from tf_pyramid.data import image_ops
+
+    files = tf.data.Dataset.list_files(os.path.join(directory, "train-*"), shuffle=False)
+    records = files.interleave(tf.data.TFRecordDataset, cycle_length=8,
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    seeds = tf.data.Dataset.random(rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+
+    def crop_and_resize(serialized, seed):
+        encoded = tf.io.parse_single_example(
+            serialized, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})["image/encoded"]
+        image = image_ops.decode_and_inception_crop(encoded, seed=seed)
+        return tf.image.resize(tf.cast(image, tf.float32), [resolution, resolution]) / 255.0
+
+    return tf.data.Dataset.zip((records, seeds)).map(
+        crop_and_resize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).batch(
+            batch).prefetch(tf.data.AUTOTUNE)
+
+
+def stage_datasets(directory, resolution, batch):
+    """{stage name: dataset}: the floor, then the training pipeline cut after each stage."""
+    from unittest import mock
+
+    from tf_pyramid.data import build_dataset
+    from tf_pyramid.data import builder
+
+    stages = builder.image_ops_after_decode(True, resolution)
+    datasets = {"crop_bilinear": crop_bilinear_dataset(directory, resolution, batch)}
+    for end in range(1, len(stages) + 1):
+        # build_dataset reads the op list when it builds the map function: patch only that call.
+        with mock.patch.object(builder, "image_ops_after_decode",
+                               lambda training, resolution, end=end: stages[:end]):
+            datasets["+" + stages[end - 1][0]] = build_dataset(
+                "tfrecord", "train", resolution=resolution, batch_size=batch, training=True,
+                data_dir=directory)[0]
+    return datasets
+
+
 def images_per_second(dataset, cpu_ms=None):
     """Images/s of one pass; appends the pass's process CPU ms per image to `cpu_ms`."""
     count, start, cpu_start = 0, time.perf_counter(), time.process_time()
@@ -81,20 +128,21 @@ def images_per_second(dataset, cpu_ms=None):
     return count / (time.perf_counter() - start)
 
 
-def benchmark(num_images=512, resolution=256, batch=64, repeats=3, cpu_ms=None):
+def benchmark(num_images=512, resolution=256, batch=64, repeats=3, cpu_ms=None, stages=False):
     """Best images/s of `repeats` interleaved passes per pipeline; `cpu_ms` (a dict) receives the
-    least CPU ms per image of each."""
+    least CPU ms per image of each. `stages`: the stage breakdown instead of train and eval."""
     from tf_pyramid.data import build_dataset
 
     with tempfile.TemporaryDirectory() as directory:
         write_records(directory, num_images)
-        pipelines = {
-            "decode_only": decode_only_dataset(directory, batch),
-            "train": build_dataset("tfrecord", "train", resolution=resolution, batch_size=batch,
-                                   training=True, data_dir=directory)[0],
-            "eval": build_dataset("tfrecord", "train", resolution=resolution, batch_size=batch,
-                                  training=False, data_dir=directory)[0],
-        }
+        pipelines = {"decode_only": decode_only_dataset(directory, batch)}
+        if stages:
+            pipelines.update(stage_datasets(directory, resolution, batch))
+        else:
+            pipelines["train"], pipelines["eval"] = (
+                build_dataset("tfrecord", "train", resolution=resolution, batch_size=batch,
+                              training=training, data_dir=directory)[0]
+                for training in (True, False))
         for dataset in pipelines.values():  # warm-up: tracing, autotuning, file cache
             images_per_second(dataset)
         rates = {name: [] for name in pipelines}
@@ -114,17 +162,22 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--stages", action="store_true",
+                        help="break the training pipeline's time down by stage")
     args = parser.parse_args(argv)
     cpu_ms = {}
-    rates = benchmark(args.images, args.resolution, args.batch, args.repeats, cpu_ms)
+    rates = benchmark(args.images, args.resolution, args.batch, args.repeats, cpu_ms,
+                      stages=args.stages)
     if args.json:
         print(json.dumps(rates))
         return
     print(f"images/s ({args.images} JPEGs ~500x375, {args.resolution} px, batch {args.batch}, "
-          f"{os.cpu_count()} CPUs; best of {args.repeats})")
+          f"{os.cpu_count()} CPUs; best of {args.repeats}). CPU ratio = decode_only CPU ms / "
+          "CPU ms, the steadier estimate of the images/s ratio.")
     for name, rate in rates.items():
-        print(f"  {name:12s} {rate:9.1f}   {rate / rates['decode_only']:.2f} x decode_only   "
-              f"{cpu_ms[name]:.2f} CPU ms/image")
+        print(f"  {name:16s} {rate:9.1f}   {rate / rates['decode_only']:.2f} x decode_only   "
+              f"{cpu_ms[name]:.2f} CPU ms/image   CPU ratio "
+              f"{cpu_ms['decode_only'] / cpu_ms[name]:.2f}")
 
 
 if __name__ == "__main__":
