@@ -61,21 +61,36 @@ def write_records(directory, num_images, seed=0):
         shard.close()
 
 
-def decode_only_dataset(directory, batch):
+def _minimal_pipeline(directory, batch, image_fn, seeded):
+    """Read the shards, parse `image/encoded`, map `image_fn(encoded[, seed])`, batch: the bare
+    pipeline the reference rows share (no builder, no checks, no shuffle)."""
     import tensorflow as tf
+    from tf_pyramid.data import builder
 
     files = tf.data.Dataset.list_files(os.path.join(directory, "train-*"), shuffle=False)
     records = files.interleave(tf.data.TFRecordDataset, cycle_length=8,
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
 
-    def decode(serialized):
-        features = tf.io.parse_single_example(
-            serialized, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
-        image = tf.io.decode_jpeg(features["image/encoded"], channels=3)
+    def example(serialized, *seed):
+        encoded = tf.io.parse_single_example(
+            serialized, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})["image/encoded"]
+        return image_fn(encoded, *seed)
+
+    if seeded:
+        records = tf.data.Dataset.zip((records, builder._example_seeds(None, None)))
+    return records.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).batch(
+        batch).prefetch(tf.data.AUTOTUNE)
+
+
+def decode_only_dataset(directory, batch):
+    """The floor any pipeline pays: read + parse + `decode_jpeg`."""
+    import tensorflow as tf
+
+    def decode(encoded):
+        image = tf.io.decode_jpeg(encoded, channels=3)
         return tf.reduce_mean(tf.cast(image, tf.float32))  # a fixed-size result to batch
 
-    return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=False).batch(batch).prefetch(tf.data.AUTOTUNE)
+    return _minimal_pipeline(directory, batch, decode, seeded=False)
 
 
 def crop_bilinear_dataset(directory, resolution, batch):
@@ -83,20 +98,11 @@ def crop_bilinear_dataset(directory, resolution, batch):
     import tensorflow as tf
     from tf_pyramid.data import image_ops
 
-    files = tf.data.Dataset.list_files(os.path.join(directory, "train-*"), shuffle=False)
-    records = files.interleave(tf.data.TFRecordDataset, cycle_length=8,
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    seeds = tf.data.Dataset.random(rerandomize_each_iteration=True).batch(2, drop_remainder=True)
-
-    def crop_and_resize(serialized, seed):
-        encoded = tf.io.parse_single_example(
-            serialized, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})["image/encoded"]
+    def crop_and_resize(encoded, seed):
         image = image_ops.decode_and_inception_crop(encoded, seed=seed)
         return tf.image.resize(tf.cast(image, tf.float32), [resolution, resolution]) / 255.0
 
-    return tf.data.Dataset.zip((records, seeds)).map(
-        crop_and_resize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).batch(
-            batch).prefetch(tf.data.AUTOTUNE)
+    return _minimal_pipeline(directory, batch, crop_and_resize, seeded=True)
 
 
 def stage_datasets(directory, resolution, batch):
