@@ -2,8 +2,8 @@ r"""Exports a trained model for TF Serving.
 
   python -m tf_pyramid.export --model_dir=DIR --export_dir=BASE [--version=N]
 
-Reads `DIR/model.keras` (and `DIR/config.json` for the dataset, which fixes the input value
-range), writes `BASE/<version>/` (next free version by default) with the signatures `level_1` ..
+Reads `DIR/model.keras` (its saved input convention fixes the in-graph resize and value range),
+writes `BASE/<version>/` (next free version by default) with the signatures `level_1` ..
 `level_L`, `serving_default`, `anytime` and `serving_bytes` (see docs/serving.md), and prints the
 version directory.
 """
@@ -22,13 +22,9 @@ flags.DEFINE_string("export_dir", None, "TF Serving model base path; the SavedMo
                     "EXPORT_DIR/<version>/.")
 flags.DEFINE_integer("version", None, "Version number; default: the next free one.", lower_bound=0)
 flags.DEFINE_string("value_range", None, "Model input range as 'low,high' (e.g. '0,1' or '-1,1'); "
-                    "default: from the run's dataset, else 0,1 for 1-channel and -1,1 for "
-                    "3-channel models.")
-flags.DEFINE_string("dataset", None, "Dataset name, to pick the value range when config.json has "
-                    "none.")
+                    "default: the model's saved input convention.")
 flags.DEFINE_enum("resize_method", None, ["area", "bilinear"], "In-graph resize to the model "
-                  "input; default as in evaluation (area for MNIST-type, bilinear antialiased "
-                  "for ImageNet-type models).")
+                  "input; default: the model's saved input convention.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
 flags.mark_flag_as_required("export_dir")
 
@@ -37,11 +33,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from tf_pyramid import serving
-    model, config = serving.load_model(FLAGS.model_dir, FLAGS.model)
+    model, _ = serving.load_model(FLAGS.model_dir, FLAGS.model)
     path = serving.export_saved_model(
         model, FLAGS.export_dir, version=FLAGS.version, value_range=FLAGS.value_range,
-        dataset=FLAGS.dataset or config.get("dataset"), resize_method=FLAGS.resize_method,
-        overwrite=FLAGS.overwrite)
+        resize_method=FLAGS.resize_method, overwrite=FLAGS.overwrite)
     print(path)
 
 

@@ -1,12 +1,13 @@
 r"""Trains a tf_pyramid model.
 
   python -m tf_pyramid.train --flagfile=flags/quickstart.cfg [--model_dir=DIR] [--flag=value ...]
+  python -m tf_pyramid.train --flagfile=F --dry_run     # print the resolved configuration
 
-Flags after the flagfile override it (a list flag such as --c_t given on the command line replaces
-the flagfile's list). The run directory gets config.json, checkpoints/ (a rerun
+Flags after the flagfile override it. The run directory gets config.json, checkpoints/ (a rerun
 resumes from the last one), logs/{train,validation} (TensorBoard), and at the end metrics.json
 (per-level evaluation), model.keras and export/<version> (TF Serving). See docs/training.md.
 """
+import json
 import os
 import sys
 
@@ -20,41 +21,48 @@ from tf_pyramid.training import flags as training_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 training_flags.define_flags(FLAGS)
+flags.DEFINE_boolean("dry_run", False, "Print the resolved run configuration as JSON and exit "
+                     "(reads no data, builds no model).")
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 143  # 128 + SIGTERM, the shells' code for a process ended by SIGTERM
+
+
+def export_run(model_dir):
+    """The end-of-run export: DIR/model.keras -> DIR/export/<next version>/ for TF Serving."""
+    from tf_pyramid import serving  # noqa: PLC0415
+    model, _ = serving.load_model(model_dir)
+    path = serving.export_saved_model(model, os.path.join(model_dir, "export"))
+    logging.info("Exported the SavedModel to %s.", path)
+    return path
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
+    config = training_flags.config_from_flags(FLAGS)
     try:
-        config = training_flags.resolve_config(training_flags.config_from_flags(FLAGS))
-    except training_flags.FlagError as error:
-        print(f"Error: {error}", file=sys.stderr)
-        return 2
-    from tf_pyramid.training import trainer  # noqa: PLC0415
-    try:
+        if FLAGS.dry_run:
+            print(json.dumps(training_flags.resolve_config(config), indent=2))
+            return 0
+        from tf_pyramid.training import trainer  # noqa: PLC0415  (imports TensorFlow)
         result = trainer.Trainer(config).run()
     except training_flags.FlagError as error:
         print(f"Error: {error}", file=sys.stderr)
-        return 2
-    if result.get("metrics"):
-        for entry in result["metrics"]["levels"]:
-            print(f"level {entry['level']}: accuracy {entry['accuracy']:.4f}, mean locations "
-                  f"{entry['mean_locations']:.2f}, mean MACs {entry['mean_macs']:,.0f}")
-    logging.info("Done: %s", config["model_dir"])
+        return EXIT_USAGE
+    if result["interrupted"]:
+        return 0
+    if result.get("is_chief") and config["export"]:
+        result["export"] = export_run(result["model_dir"])
+    for entry in result["metrics"]["levels"]:
+        print(f"level {entry['level']}: accuracy {entry['accuracy']:.4f}, mean locations "
+              f"{entry['mean_locations']:.2f}, mean MACs {entry['mean_macs']:,.0f}")
+    logging.info("Done: %s", result["model_dir"])
     return 0
 
 
-def parse_flags(argv):
-    """absl parsing, except that list flags given on the command line (`--c_t`,
-    `--level_weights`) replace the flagfile's list instead of extending it."""
-    rest = FLAGS(argv)
-    for name, values in training_flags.command_line_lists(argv).items():
-        FLAGS[name].value = values
-    return rest
-
-
 def run():
-    app.run(main, flags_parser=parse_flags)
+    app.run(main)
 
 
 if __name__ == "__main__":

@@ -41,22 +41,21 @@ def _build(model_name, levels, c_t, dataset, seed):
     from tf_pyramid.modeling.learning_rule import uniform_cell_probability
     if c_t is None:
         model = tf_pyramid.build_model(model_name, levels=levels)
+        rule = None
     else:
-        model = tf_pyramid.build_model(model_name, levels=levels, seed=seed,
-                                       learning_rule=dict(RULES[dataset], target_locations=c_t))
+        model = tf_pyramid.build_model(model_name, levels=levels, seed=seed)
+        rule = dict(RULES[dataset], target_locations=c_t)
         q = uniform_cell_probability(c_t, levels)
         kernel, bias = model.location_module.get_weights()
         model.location_module.set_weights([np.zeros_like(kernel),
                                            np.full_like(bias, math.log(q / (1.0 - q)))])
-    model.compile(optimizer=keras.optimizers.Adam(1e-4))
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), learning_rule=rule)
     return model
 
 
 def benchmark(steps=10, mnist_batch=128, imagenet_batch=32, seed=0, cases=CASES):
     import numpy as np
     import tensorflow as tf
-
-    from tf_pyramid.modeling import PyramidClassifier
 
     rng = np.random.default_rng(seed)
     batches = {"mnist": mnist_batch, "imagenet": imagenet_batch}
@@ -83,13 +82,11 @@ def benchmark(steps=10, mnist_batch=128, imagenet_batch=32, seed=0, cases=CASES)
             float(logs["loss"])
             times.append(time.perf_counter() - start)
         seconds = float(np.median(times))
-        if isinstance(model, PyramidClassifier):
-            outputs = model(images, training=True)
-            macs = float(np.mean(outputs["macs"]))
-            cells = float(np.mean(outputs["num_locations"]))
-            samples = model.learning_rule["mc_samples"]
-        else:
-            macs, cells, samples = float(model(images[:1])["macs"][0]), None, 1
+        outputs = model(images, training=True)
+        macs = float(np.mean(outputs["macs"]))
+        attention = model.exit_levels > 1
+        cells = float(np.mean(outputs["num_locations"])) if attention else None
+        samples = model.learning_rule["mc_samples"] if attention else 1
         rows.append({"case": label, "model": model_name, "resolution": side, "levels": levels,
                      "batch": batch, "mc_samples": samples, "ms_per_step": 1000 * seconds,
                      "images_per_s": batch / seconds, "attended_cells": cells,

@@ -30,10 +30,10 @@ flags.DEFINE_integer("panel_px", 192, "Side of one panel in pixels; the PNG is "
 flags.DEFINE_string("policy", None, "Attention policy (threshold, topk:K, sample); default: the "
                     "model's own, or threshold if it samples.")
 flags.DEFINE_enum("upsample", "bilinear", ["bilinear", "nearest"], "How coarse regions are shown.")
-flags.DEFINE_string("value_range", None, "Model input range 'low,high'; default from the run's "
-                    "dataset / the model's channels.")
+flags.DEFINE_string("value_range", None, "Model input range 'low,high'; default: the model's "
+                    "saved input convention.")
 flags.DEFINE_enum("resize_method", None, ["area", "bilinear"], "Resize to the model input; "
-                  "default as in evaluation (area for MNIST-type, bilinear for ImageNet-type).")
+                  "default: the model's saved input convention.")
 flags.DEFINE_string("class_names", None, "Text file with one class name per line.")
 flags.mark_flags_as_required(["images", "out"])
 
@@ -43,16 +43,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from tf_pyramid import serving
     from tf_pyramid import visualization
-    from tf_pyramid.serving import preprocessing
+    from tf_pyramid.data import InputConvention
     from tf_pyramid.visualization import inputs
 
-    model, config = serving.load_model(FLAGS.model_dir, FLAGS.model)
-    value_range = (preprocessing.parse_value_range(FLAGS.value_range) if FLAGS.value_range else
-                   preprocessing.value_range_for(model.channels, config.get("dataset")))
+    model, _ = serving.load_model(FLAGS.model_dir, FLAGS.model)
+    convention = InputConvention.of_model(model, FLAGS.value_range, FLAGS.resize_method)
+    value_range = convention.value_range
     images = inputs.load_images(FLAGS.images, model.channels)[:FLAGS.max_images]
-    method = FLAGS.resize_method or preprocessing.resize_method_for(model.channels,
-                                                                    config.get("dataset"))
-    batch = inputs.model_inputs(images, model.input_size, value_range, method)
+    batch = inputs.model_inputs(images, convention)
     class_names = None
     if FLAGS.class_names:
         with open(FLAGS.class_names) as f:

@@ -1,10 +1,9 @@
-"""Parameter and MAC counts against paper Tables 1-5 (typos corrected as in DESIGN.md §1)."""
-import json
+"""Parameter and MAC counts against paper Tables 1-5 (with the tables' typos corrected, see docs/model.md)."""
 
 import pytest
 
 import tf_pyramid
-from tools import model_table
+from tf_pyramid.modeling import module_table
 
 # Per module: (params, MACs per application), from the paper's tables. Corrections: 56,448 not
 # 56,488 (Tables 1-2); the ImageNet classifier has 256,000 weights + 1,000 biases.
@@ -42,7 +41,7 @@ BASELINE_TABLES = {
 
 @pytest.mark.parametrize("name", sorted(PYRAMID_TABLES))
 def test_pyramid_modules_match_the_paper(name):
-    table = model_table.model_table(name, levels=2)
+    table = module_table.module_table(name, levels=2)
     for module, (params, macs) in PYRAMID_TABLES[name].items():
         assert table["modules"][module] == {"params": params, "macs": macs}, module
     assert table["total"]["params"] == sum(p for p, _ in PYRAMID_TABLES[name].values())
@@ -52,7 +51,7 @@ def test_pyramid_modules_match_the_paper(name):
 @pytest.mark.parametrize("levels", [1, 3])
 def test_baselines_match_the_paper(name, levels):
     fe, fc, cls, macs = BASELINE_TABLES[name]
-    table = model_table.model_table(name, levels=levels)
+    table = module_table.module_table(name, levels=levels)
     side = table["input_size"]
     assert side == (14 if name.startswith("mnist") else 32) * 2 ** (levels - 1)
     assert [table["modules"][m]["params"] for m in
@@ -70,16 +69,3 @@ def test_levels_set_the_input_side():
     assert tf_pyramid.modeling.levels_for_resolution("mnist_m1", 56) == 3
     with pytest.raises(ValueError, match="inputs of side"):
         tf_pyramid.modeling.levels_for_resolution("imagenet_m1", 100)
-
-
-def test_model_table_cli_json_and_text(capsys):
-    assert model_table.main(["--model", "mnist_m3", "--levels", "3", "--json"]) == 0
-    table = json.loads(capsys.readouterr().out)
-    assert table["modules"]["location"] == {"params": 5_193, "macs": 5_184}
-    assert table["input_size"] == 56 and table["levels"] == 3
-    model_table.main(["--model", "mnist_m3"])
-    text = capsys.readouterr().out
-    assert "feature_extraction" in text and "1,291,392" in text
-    with pytest.raises(SystemExit):
-        model_table.main(["--model", "mnist_m7"])
-    assert "Unknown model name" in capsys.readouterr().err

@@ -10,11 +10,13 @@ from tf_pyramid.modeling import learning_rule
 LAMBDA_F, LAMBDA_T, LAMBDA_R, C_T, C_R = 0.5, 0.3, 0.7, 2.0, 0.1
 
 
-def _model(levels=2, **rule):
+def _model(levels=2, optimizer="adam", **rule):
     keras.utils.set_random_seed(2)
     rule = dict(dict(lambda_f=LAMBDA_F, lambda_t=LAMBDA_T, lambda_r=LAMBDA_R,
-                     target_locations=C_T, target_cell_probability=C_R), **rule)
-    return tf_pyramid.build_model("mnist_m2", levels=levels, learning_rule=rule, num_classes=4)
+                     target_locations=C_T, target_cell_probability=C_R, mc_samples=1), **rule)
+    model = tf_pyramid.build_model("mnist_m2", levels=levels, num_classes=4)
+    model.compile(optimizer=optimizer, learning_rule=rule)
+    return model
 
 
 def _batch(n=6, side=28, seed=0):
@@ -96,8 +98,7 @@ def test_terms_route_gradients_to_the_right_modules():
 
 
 def test_train_step_without_location_terms_leaves_the_location_module_alone():
-    model = _model(lambda_f=0.0, lambda_t=0.0, lambda_r=0.0)
-    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model = _model(lambda_f=0.0, lambda_t=0.0, lambda_r=0.0, optimizer=keras.optimizers.SGD(0.1))
     images, labels = _batch()
     before = [np.array(v) for v in model.trainable_variables]
     model.train_on_batch(images, labels)
@@ -138,8 +139,7 @@ def test_multi_level_rule_is_the_weighted_sum_of_single_level_rules():
 
 
 def test_monte_carlo_samples_repeat_the_batch():
-    model = _model(mc_samples=3)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model = _model(mc_samples=3, optimizer=keras.optimizers.Adam(1e-3))
     images, labels = _batch(n=4)
     logs = model.train_on_batch(images, labels, return_dict=True)
     assert np.isfinite(logs["loss"]) and "level_2_accuracy" in logs

@@ -9,9 +9,12 @@ from tests.modeling.reference_traversal import area_pyramid
 from tests.modeling.reference_traversal import reference_outputs
 
 
-def _model(name="mnist_m2", levels=3, **kwargs):
+def _model(name="mnist_m2", levels=3, learning_rule=None, **kwargs):
     keras.utils.set_random_seed(1)
-    return tf_pyramid.build_model(name, levels=levels, **kwargs)
+    model = tf_pyramid.build_model(name, levels=levels, **kwargs)
+    if learning_rule is not None:
+        model.compile(optimizer="adam", learning_rule=learning_rule)
+    return model
 
 
 def _images(model, batch=3, seed=0):

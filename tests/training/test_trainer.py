@@ -10,9 +10,10 @@ import tensorflow as tf
 
 import tf_pyramid  # noqa: F401  (registers the model classes)
 from tests.training.helpers import tiny_config
-from tf_pyramid.training import Trainer, evaluation, restore
-from tf_pyramid.training.flags import command_line_lists
-from tf_pyramid.training.schedule import StepDecay
+from tf_pyramid import runs
+from tf_pyramid.modeling import StepDecay
+from tf_pyramid.train import export_run
+from tf_pyramid.training import Trainer, evaluation
 
 ENTRY_KEYS = {"level", "accuracy", "mean_locations", "mean_macs"}
 
@@ -21,8 +22,9 @@ ENTRY_KEYS = {"level", "accuracy", "mean_locations", "mean_macs"}
 def finished_run(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("runs") / "tiny"
     trainer = Trainer(tiny_config(model_dir, validation_split="validation", export=True,
-                                  steps_per_loop=2))
+                                  steps_per_loop=2, eval_split="test"))
     result = trainer.run()
+    export_run(str(model_dir))  # what `python -m tf_pyramid.train` does after the run
     return model_dir, trainer, result
 
 
@@ -121,7 +123,7 @@ def test_init_from_across_levels_loads_identical_module_weights(finished_run, tm
                                       c_t=[6.0], init_from=init_from))
         trainer.setup()
         assert trainer.model.levels == 3 and trainer.initial_step == 0
-        for a, b in zip(restore._module_layers(source), restore._module_layers(trainer.model)):
+        for a, b in zip(source.module_layers(), trainer.model.module_layers()):
             for wa, wb in zip(a.get_weights(), b.get_weights()):
                 np.testing.assert_array_equal(wa, wb)
         baseline = source.reward_baseline.numpy()
@@ -129,7 +131,7 @@ def test_init_from_across_levels_loads_identical_module_weights(finished_run, tm
                                       [baseline[0], baseline[1], baseline[1]])
         assert int(trainer.optimizer.iterations.numpy()) == 0
     # A run directory with checkpoints only (no model.keras) loads too.
-    model, where = restore.load_run_model(str(source_dir), prefer_checkpoint=True)
+    model, where = runs.load_run_model(str(source_dir), prefer_checkpoint=True)
     assert where.endswith("ckpt-6")
     for a, b in zip(model.weights, source.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -148,11 +150,6 @@ def test_schedule_drops_at_80_and_90_percent_and_serializes():
     np.testing.assert_allclose(values, [0.01, 0.01, 0.002, 0.002, 0.0004, 0.0004], rtol=1e-6)
     clone = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert clone.get_config() == schedule.get_config()
-
-
-def test_command_line_lists_replace_flagfile_lists():
-    argv = ["train", "--flagfile=x.cfg", "--c_t=3", "--c_t=7.5", "--epochs=2"]
-    assert command_line_lists(argv) == {"c_t": [3.0, 7.5]}
 
 
 def test_cli_evaluate_and_bad_flag(finished_run, tmp_path):

@@ -1,4 +1,4 @@
-"""`build_dataset`: the one entry point the trainer and evaluation call (DESIGN.md §3).
+"""`build_dataset`: the one entry point the trainer and evaluation call (docs/data.md).
 
 Pipeline shape: records (in-memory digits, or encoded images from a source) -> per-worker shard ->
 shuffle (training) -> zip with a stream of per-example stateless seeds -> one parallel map that
@@ -13,6 +13,7 @@ from tf_pyramid.data import image_ops
 from tf_pyramid.data import imagenet
 from tf_pyramid.data import mnist
 from tf_pyramid.data.dataset_info import DatasetInfo
+from tf_pyramid.data.input_convention import InputConvention
 from tf_pyramid.data.registry import get_op
 from tf_pyramid.data.skipped_image_counter import SkippedImageCounter
 
@@ -32,6 +33,13 @@ def image_ops_after_decode(training, resolution):
         return (("random_resize", {"size": resolution}), ("random_flip", {}),
                 ("distort_color", {"clip": False}), ("value_range", {}))
     return (("resize_antialiased", {"size": resolution}), ("value_range", {}))
+
+
+def input_convention(dataset, resolution):
+    """The `InputConvention` of models trained on `dataset` at `resolution` (no data is read)."""
+    if dataset == "mnist":
+        return InputConvention(resolution, 1, MNIST_VALUE_RANGE, "area")
+    return InputConvention(resolution, 3, IMAGE_VALUE_RANGE, "bilinear")
 
 
 def _check_choice(name, value, choices):
@@ -106,9 +114,9 @@ def _mnist_examples(split, resolution, training, variant, source, data_dir, text
     examples = tf.data.Dataset.zip((records, _example_seeds(seed, input_context))).map(
         lambda record, example_seed: example(record[0], record[1], example_seed),
         num_parallel_calls=tf.data.AUTOTUNE)
-    info = DatasetInfo(num_classes=mnist.NUM_CLASSES, channels=1,
+    info = DatasetInfo(num_classes=mnist.NUM_CLASSES,
                        num_examples=mnist.split_size(split, source), class_names=None,
-                       resolution=resolution, value_range=MNIST_VALUE_RANGE)
+                       input_convention=input_convention("mnist", resolution))
     return examples, info
 
 
@@ -165,8 +173,8 @@ def _image_examples(dataset, split, resolution, training, data_dir, seed, strict
     examples = examples.filter(lambda image, label, valid: valid).map(
         lambda image, label, valid: (image, label))
     examples = counter.log_after_each_pass(examples)
-    info = DatasetInfo(num_classes=records.num_classes, channels=3,
+    info = DatasetInfo(num_classes=records.num_classes,
                        num_examples=records.num_examples, class_names=records.class_names,
-                       resolution=resolution, value_range=IMAGE_VALUE_RANGE,
+                       input_convention=input_convention(dataset, resolution),
                        skipped_images=counter)
     return examples, info

@@ -1,19 +1,23 @@
 """What the model and the trainer need to know about a dataset built by `build_dataset`."""
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
+from tf_pyramid.data.input_convention import InputConvention
 from tf_pyramid.data.skipped_image_counter import SkippedImageCounter
 
 
 @dataclasses.dataclass
 class DatasetInfo:
-    """num_classes and channels size the model; num_examples (whole split, before any per-worker
-    sharding; None when unknown without reading everything, as for TFRecords) sizes epochs."""
+    """num_classes sizes the model; num_examples (whole split, before any per-worker sharding;
+    None when unknown without reading everything, as for TFRecords) sizes epochs;
+    input_convention (size, channels, value range, evaluation resize) is saved with the model."""
 
     num_classes: int
-    channels: int
     num_examples: Optional[int]
     class_names: Optional[List[str]]
-    resolution: int
-    value_range: Tuple[float, float]
+    input_convention: InputConvention
     skipped_images: Optional[SkippedImageCounter] = None  # ImageNet-style sources only
+
+    @property
+    def channels(self):
+        return self.input_convention.channels

@@ -31,9 +31,9 @@ def architecture(name):
     return ARCHITECTURES[name]
 
 
-def exit_levels(model):
-    """How many levels a built model can answer after: L for a pyramid model, 1 for a baseline."""
-    return model.levels if isinstance(model, PyramidClassifier) else 1
+def is_pyramid(name):
+    """Whether model `name` is a pyramid model (else a fully convolutional baseline)."""
+    return architecture(name)["kind"] == "pyramid"
 
 
 def levels_for_resolution(name, resolution):
@@ -59,7 +59,8 @@ def build_model(name, *, levels=None, num_classes=None, policy="threshold", **ov
             MNIST models, 32 for ImageNet models). Baselines take the same input side.
         num_classes: defaults to 10 (MNIST) or 1000 (ImageNet).
         policy: inference attention policy of pyramid models: "threshold", "sample", "topk:K".
-        **overrides: other constructor arguments (`channels`, `seed`, `learning_rule`, ...).
+        **overrides: other constructor arguments (`channels`, `seed`, `input_convention`, ...).
+    The learning rule is not part of the architecture: pass it to `model.compile`.
     """
     spec = dict(architecture(name))
     default_levels = spec.pop("default_levels")

@@ -1,4 +1,4 @@
-"""Attention policies: how a location module's probabilities become a hard mask (DESIGN.md §1)."""
+"""Attention policies: how a location module's probabilities become a hard mask (see docs/model.md)."""
 import tensorflow as tf
 
 POLICY_NAMES = ("sample", "threshold", "topk:K")

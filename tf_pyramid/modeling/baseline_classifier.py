@@ -3,27 +3,29 @@ import keras
 import tensorflow as tf
 
 from tf_pyramid.modeling import input_checks
+from tf_pyramid.modeling.anytime_classifier import NUM_CELLS, AnytimeClassifier, exit_outputs
 from tf_pyramid.modeling.layers import specs
 from tf_pyramid.modeling.layers.classification_module import ClassificationModule
 from tf_pyramid.modeling.layers.feature_extraction import FeatureExtraction
 
 
 @keras.saving.register_keras_serializable(package="tf_pyramid")
-class BaselineClassifier(keras.Model):
+class BaselineClassifier(AnytimeClassifier):
     """The FE layers applied to the whole image, GAP, FC f->f, FC f->f (leaky ReLU), linear.
 
-    Returns `{"logits": [B, C], "macs": [B]}` like the pyramid model, so that evaluation and
-    cost/accuracy plots treat both alike.
+    One exit level: calling it returns the same dict as a one-level pyramid model
+    (`anytime_classifier.OUTPUT_KEYS`, with no attended cells), so that training, evaluation,
+    serving and cost/accuracy plots treat both alike.
 
     Args:
         layer_specs: FE layer specs (see `FeatureExtraction`).
         input_size: side of the input images.
-        num_classes, channels: as for the pyramid model.
+        num_classes, channels, input_convention: as for the pyramid model.
     """
 
     def __init__(self, layer_specs, input_size, num_classes, channels=3,
-                 negative_slope=specs.NEGATIVE_SLOPE, **kwargs):
-        super().__init__(**kwargs)
+                 negative_slope=specs.NEGATIVE_SLOPE, input_convention=None, **kwargs):
+        super().__init__(input_convention=input_convention, **kwargs)
         self.layer_specs = specs.validate_layer_specs(layer_specs)
         self.input_size = int(input_size)
         self.num_classes = int(num_classes)
@@ -37,11 +39,11 @@ class BaselineClassifier(keras.Model):
             keras.layers.Dense(self.features, kernel_initializer="glorot_uniform",
                                bias_initializer="zeros", name=f"fc{i}") for i in (1, 2))
         self.classification_module = ClassificationModule(self.num_classes, name="classification")
-        self._trackers = {"loss": keras.metrics.Mean(name="loss"),
-                          "cross_entropy": keras.metrics.Mean(name="cross_entropy"),
-                          "level_1_accuracy": keras.metrics.SparseCategoricalAccuracy(
-                              name="level_1_accuracy")}
         self.build((None, self.input_size, self.input_size, self.channels))
+
+    @property
+    def exit_levels(self):
+        return 1
 
     @property
     def hidden(self):
@@ -57,6 +59,11 @@ class BaselineClassifier(keras.Model):
         self.classification_module.build((None, self.features))
         self.built = True
 
+    def modules(self):
+        return {"feature_extraction": [self.feature_extraction],
+                "fully_connected": self.hidden,
+                "classification": [self.classification_module]}
+
     def module_costs(self):
         """MACs per image at `input_size` of the trunk and of the head."""
         n, f = self.input_size, self.features
@@ -66,42 +73,31 @@ class BaselineClassifier(keras.Model):
             "classification": self.classification_module.macs(f),
         }
 
-    def call(self, images, training=False):
+    def call(self, images, training=False, depth=None, policy=None):
+        """The `OUTPUT_KEYS` dict with one level; `depth` may only be 1 and `policy` is unused
+        (no attention), so that callers need not tell the two model classes apart."""
+        del policy
+        input_checks.check_depth(depth, 1)
         images = input_checks.check_images(images, self.input_size, self.channels)
         _, x = self.feature_extraction(images, training=training)
         for layer in self.hidden:
             x = keras.ops.leaky_relu(layer(x), negative_slope=self.negative_slope)
         logits = self.classification_module(x)
-        macs = tf.fill(tf.shape(logits)[:1], tf.constant(sum(self.module_costs().values()),
-                                                         tf.int64))
-        return {"logits": logits, "macs": macs}
+        batch = tf.shape(logits)[:1]
+        macs = tf.fill(batch, tf.constant(sum(self.module_costs().values()), tf.int64))
+        zeros = tf.zeros(tf.concat([batch, [1]], 0))
+        no_cells = tf.zeros(tf.concat([batch, [1]], 0), tf.int64)
+        return {"logits": logits, "level_logits": logits[:, None],
+                "num_locations": tf.zeros(batch, tf.int64), "level_num_locations": no_cells,
+                "macs": macs, "level_macs": macs[:, None],
+                "location_log_prob": zeros, "expected_locations": zeros,
+                "cell_prob_sum": tf.zeros(tf.concat([batch, [1, NUM_CELLS]], 0)),
+                "location_applications": no_cells, "location_entropy_sum": zeros}
 
-    # Cross-entropy training with the same step/metric names as the pyramid model, so that the
-    # trainer and `fit` drive both alike.
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
-    def _step(self, data, training):
-        images, labels = data[0], tf.reshape(tf.cast(data[1], tf.int32), [-1])
-        with tf.GradientTape() as tape:
-            logits = self(images, training=training)["logits"]
-            loss = tf.nn.compute_average_loss(keras.losses.sparse_categorical_crossentropy(
-                labels, logits, from_logits=True))
-        if training:
-            variables = self.trainable_variables
-            self.optimizer.apply(tape.gradient(loss, variables), variables)
-        replicas = tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)
-        self._trackers["loss"].update_state(loss * replicas)
-        self._trackers["cross_entropy"].update_state(loss * replicas)
-        self._trackers["level_1_accuracy"].update_state(labels, logits)
-        return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        return self._step(data, training=True)
-
-    def test_step(self, data):
-        return self._step(data, training=False)
+    def anytime(self, images, threshold, policy="threshold"):
+        """One exit: the threshold changes nothing, every image uses level 1."""
+        del threshold
+        return exit_outputs(self(images, training=False, policy=policy), depth=1)
 
     def get_config(self):
         config = super().get_config()

@@ -4,21 +4,20 @@ import tensorflow as tf
 
 from tf_pyramid.modeling import attention_policy
 from tf_pyramid.modeling import input_checks
+from tf_pyramid.modeling.anytime_classifier import NUM_CELLS, AnytimeClassifier, anytime_outputs
 from tf_pyramid.modeling.layers import specs
 from tf_pyramid.modeling.layers.aggregation_module import AggregationModule
 from tf_pyramid.modeling.layers.classification_module import ClassificationModule
 from tf_pyramid.modeling.layers.feature_extraction import FeatureExtraction
 from tf_pyramid.modeling.layers.location_module import LocationModule
 from tf_pyramid.modeling.layers.merging_module import MergingModule
-from tf_pyramid.modeling.learning_rule import LearningRuleMixin
 
 GRID_SIZE = 3
-NUM_CELLS = GRID_SIZE * GRID_SIZE
 _REPLICA_SEED_STRIDE = 1000003
 
 
 @keras.saving.register_keras_serializable(package="tf_pyramid")
-class PyramidClassifier(LearningRuleMixin, keras.Model):
+class PyramidClassifier(AnytimeClassifier):
     """Classifies an image by traversing its pyramid top-down with hard attention.
 
     Level `l` of the pyramid is the input area-downscaled to `b * 2**(l-1)`; level 1 goes through
@@ -29,16 +28,9 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
     Compute follows attention: per level the attended patches of the whole batch are gathered
     into one flat batch, FE runs once on it, and results are scattered back for merging.
 
-    Calling the model returns a dict (B = batch, L = levels run, C = classes, g = 9):
-      logits [B, C]: deepest level; level_logits [B, L, C]: prediction after each level.
-      num_locations [B], level_num_locations [B, L]: attended cells in total (up to each level).
-      macs [B], level_macs [B, L]: multiply-accumulates spent on the image by a traversal that
-        stops after the deepest level / after each level (all modules, biases excluded).
-      location_log_prob [B, L]: log p(l|x) of the masks applied by a traversal that stops after
-        each level (eq. 8a); expected_locations [B, L]: p_t (eq. 14); cell_prob_sum [B, L, g] and
-        location_applications [B, L]: sums for pbar_k (eq. 15); location_entropy_sum [B, L]: sum of
-        the Bernoulli entropies of the applied cells (to see a collapsing policy).
-    `traverse()` gives the per-level patches, masks and probabilities themselves.
+    Calling the model returns the dict described by `anytime_classifier.OUTPUT_KEYS` (one entry
+    per level run); `traverse()` gives the per-level patches, masks and probabilities themselves.
+    The learning rule comes in through `compile(optimizer, learning_rule=...)`.
 
     Args:
         layer_specs: FE layer specs (see `FeatureExtraction`).
@@ -48,13 +40,15 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
         channels: image channels.
         policy: "threshold", "sample" or "topk:K" for inference (training always samples).
         seed: seed of the Bernoulli draws.
-        learning_rule: dict of learning-rule hyper-parameters (see `LearningRuleMixin`).
+        input_convention: see `AnytimeClassifier`.
     """
+
+    has_attention = True
 
     def __init__(self, layer_specs, base_resolution, levels, num_classes, channels=3,
                  policy="threshold", seed=None, negative_slope=specs.NEGATIVE_SLOPE,
-                 learning_rule=None, **kwargs):
-        super().__init__(**kwargs)
+                 input_convention=None, **kwargs):
+        super().__init__(input_convention=input_convention, **kwargs)
         self.layer_specs = specs.validate_layer_specs(layer_specs)
         self.base_resolution = int(base_resolution)
         self.levels = input_checks.check_levels(levels)
@@ -81,7 +75,6 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
         # The flat per-level batches have data-dependent sizes: keep `fit` from choosing XLA
         # (jit_compile="auto" would on a GPU).
         self.supports_jit = False
-        self.init_learning_rule(learning_rule)
         self.build((None, self.input_size, self.input_size, self.channels))
 
     # ----------------------------------------------------------------------------------------
@@ -90,6 +83,10 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
     def input_size(self):
         """Side of the input images, `b * 2**(L-1)`."""
         return self.base_resolution * 2 ** (self.levels - 1)
+
+    @property
+    def exit_levels(self):
+        return self.levels
 
     @property
     def policy(self):
@@ -116,8 +113,20 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
         self.classification_module.build((None, f))
         self.built = True
 
+    def modules(self):
+        return {"feature_extraction": [self.feature_extraction],
+                "location": [self.location_module],
+                "aggregation": [self.aggregation_module],
+                "merging": [self.merging_module],
+                "classification": [self.classification_module]}
+
+    def checkpoint_state(self):
+        # keras.random.SeedGenerator is not reached by tf.train.Checkpoint(model=...): saving its
+        # state lets a resumed run continue the same stream of masks.
+        return {"attention_seed": self.seed_generator.state}
+
     def module_costs(self):
-        """Per-application MACs of every module (DESIGN.md unit)."""
+        """Per-application MACs of every module (multiply-accumulates, biases excluded)."""
         b, f = self.base_resolution, self.features
         return {
             "feature_extraction": self.feature_extraction.macs(b, b, self.channels),
@@ -133,9 +142,14 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
             layer_specs=[list(s) for s in self.layer_specs],
             base_resolution=self.base_resolution, levels=self.levels,
             num_classes=self.num_classes, channels=self.channels, policy=self.policy,
-            seed=self.seed, negative_slope=self.negative_slope,
-            learning_rule=self.learning_rule_config())
+            seed=self.seed, negative_slope=self.negative_slope)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("learning_rule", None)  # files of version 0.1 kept the rule here
+        return cls(**config)
 
     # ----------------------------------------------------------------------------------------
     # Top-down traversal.
@@ -148,7 +162,8 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
         return pyramid[:depth]
 
     def _attention_seed(self):
-        """A stateless seed that differs per call and per replica (DESIGN.md §4)."""
+        """A stateless seed that differs per call and per replica (`keras.random` would draw the
+        same numbers on every replica of a `tf.distribute` strategy)."""
         seed = tf.cast(self.seed_generator.next(), tf.int64)
         replica = tf.distribute.get_replica_context()
         replica_id = 0 if replica is None else replica.replica_id_in_sync_group
@@ -343,3 +358,54 @@ class PyramidClassifier(LearningRuleMixin, keras.Model):
             "location_applications": applications,
             "location_entropy_sum": above[:, :, 4],
         }
+
+    # ----------------------------------------------------------------------------------------
+    # Early exit.
+    def anytime(self, images, threshold, policy="threshold"):
+        """Per-image early exit (see `AnytimeClassifier.anytime`).
+
+        Images that stopped get no location module and no children at deeper levels (skipped
+        work, through `traverse(descend_fn=...)`); their answer is that level's prediction.
+        `macs` is the cost of a traversal stopping at `levels_used` (see docs/model.md) plus the
+        exit tests that said "go on" (classification and the bottom-up merges of the prediction
+        at each such level); an image that never stops early costs exactly what the full
+        traversal reports when `threshold > 1`.
+        """
+        threshold = tf.cast(tf.convert_to_tensor(threshold), tf.float32)
+        images = input_checks.check_images(images, self.input_size, self.channels)
+        batch = tf.shape(images)[0]
+        run_tests = threshold <= 1.0
+        state = {"active": tf.ones([batch], tf.bool), "levels_used": tf.ones([batch], tf.int32)}
+
+        def descend_fn(trace, level):
+            def exit_test():
+                logits = self.classification_module(
+                    self.root_vectors(trace, deepest_only=True)[:, 0])
+                return tf.reduce_max(tf.nn.softmax(logits), axis=-1) >= threshold
+
+            stop = tf.cond(run_tests, exit_test, lambda: tf.zeros([batch], tf.bool))
+            state["active"] = tf.logical_and(state["active"], tf.logical_not(stop))
+            state["levels_used"] += tf.cast(state["active"], tf.int32)
+            return state["active"]
+
+        trace = self.traverse(images, training=False, policy=policy, descend_fn=descend_fn)
+        summary = self.summarize(trace, batch)
+        levels_used = state["levels_used"]                                      # [B], 1-based
+        pick = levels_used[:, None] - 1
+        # An image that stopped at level t has no patches below it: the level-t prediction of
+        # the whole traversal is the one its exit test saw.
+        probabilities = tf.gather(tf.nn.softmax(summary["level_logits"]), pick,
+                                  batch_dims=1)[:, 0]
+        num_locations = tf.gather(summary["level_num_locations"], pick, batch_dims=1)[:, 0]
+        macs = tf.gather(summary["level_macs"], pick, batch_dims=1)[:, 0]
+
+        # Exit tests that let an image go on: the test after level t costs the merging and the
+        # classification of the traversal truncated after t, i.e. `level_macs[:, t]` less its
+        # feature extraction (1 + level_num_locations patches) and location modules.
+        costs = self.module_costs()
+        test_costs = (summary["level_macs"]
+                      - (1 + summary["level_num_locations"]) * costs["feature_extraction"]
+                      - summary["location_applications"] * costs["location"])   # [B, L]
+        went_on = tf.logical_and(run_tests, tf.range(self.levels)[None, :] < pick)
+        overhead = tf.reduce_sum(tf.where(went_on, test_costs, tf.zeros_like(test_costs)), axis=1)
+        return anytime_outputs(probabilities, levels_used, num_locations, macs + overhead)

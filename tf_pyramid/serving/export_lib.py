@@ -7,8 +7,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from tf_pyramid.modeling import exit_levels
-from tf_pyramid.serving import preprocessing
+from tf_pyramid import runs
+from tf_pyramid.data import InputConvention
 from tf_pyramid.serving import signatures as signatures_lib
 
 INFO_FILE = os.path.join("assets.extra", "tf_pyramid_serving.json")
@@ -45,35 +45,27 @@ def resolve_model_path(model_dir=None, model=None):
 
 def load_model(model_dir=None, model=None):
     """Loads a trained `tf_pyramid` model (`.keras`) and its run config (may be {})."""
-    from tf_pyramid.training import restore  # noqa: PLC0415  (the trainer imports serving)
     path = resolve_model_path(model_dir, model)
-    config = (restore.read_config(model_dir) if model_dir else None) or {}
-    return restore.load_run_model(path)[0], config
+    config = (runs.read_config(model_dir) if model_dir else None) or {}
+    return runs.load_run_model(path)[0], config
 
 
-def export_saved_model(model, export_base, version=None, value_range=None, dataset=None,
-                       resize_method=None, overwrite=False, verbose=False):
+def export_saved_model(model, export_base, version=None, value_range=None, resize_method=None,
+                       overwrite=False, verbose=False):
     """Exports `model` for TF Serving as `export_base/<version>/`; returns that directory.
 
     Args:
         model: a `PyramidClassifier` or `BaselineClassifier`.
         export_base: the TF Serving model base path.
         version: integer version; None = next free one (1 for a new base).
-        value_range: model input range (low, high) for the in-graph preprocessing; None = derived
-            from `dataset` and the model's channels (`preprocessing.value_range_for`).
-        dataset: training dataset name (e.g. "mnist_noisy", "imagenet2012"), to pick the range
-            and the resize method as in evaluation.
-        resize_method: "area" or "bilinear" (antialiased); None = as the dataset's evaluation
-            pipeline ("area" for MNIST-type models, "bilinear" for ImageNet-type ones).
+        value_range: model input range (low, high) for the in-graph preprocessing; None = the
+            model's saved `input_convention`.
+        resize_method: "area" or "bilinear" (antialiased); None = the saved convention's.
         overwrite: replace an existing version directory instead of refusing.
     The version directory appears atomically (written under a temporary name, then renamed), so
     a running TF Serving never picks up a half-written version.
     """
-    if value_range is None:
-        value_range = preprocessing.value_range_for(model.channels, dataset)
-    value_range = preprocessing.parse_value_range(value_range)
-    if resize_method is None:
-        resize_method = preprocessing.resize_method_for(model.channels, dataset)
+    convention = InputConvention.of_model(model, value_range, resize_method)
     tf.io.gfile.makedirs(export_base)
     if version is None:
         version = next_version(export_base)
@@ -85,7 +77,7 @@ def export_saved_model(model, export_base, version=None, value_range=None, datas
         raise FileExistsError(f"{final} exists; pick another --version or leave it out to use the "
                               f"next free one ({next_version(export_base)}).")
 
-    functions = signatures_lib.ServingFunctions(model, value_range, resize_method)
+    functions = signatures_lib.ServingFunctions(model, convention)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, fn, input_signature in functions.endpoints():
@@ -100,9 +92,10 @@ def export_saved_model(model, export_base, version=None, value_range=None, datas
             "input_size": int(model.input_size),
             "channels": int(model.channels),
             "num_classes": int(model.num_classes),
-            "levels": exit_levels(model),
-            "value_range": list(value_range),
-            "resize_method": resize_method,
+            "levels": model.exit_levels,
+            "input_convention": convention.get_config(),
+            "value_range": list(convention.value_range),
+            "resize_method": convention.resize_method,
             "policy": signatures_lib.POLICY,
             "signatures": signatures_lib.signature_names(model),
             "outputs": list(signatures_lib.OUTPUT_KEYS),

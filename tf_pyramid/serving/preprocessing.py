@@ -1,67 +1,16 @@
 """Evaluation preprocessing inside the serving graph: validate, decode, resize, scale.
 
-Convention (the same as the evaluation pipelines in `tf_pyramid.data`): a request carries pixel
-values 0-255 (float32 images or encoded JPEG/PNG bytes) of any height and width. Inside the graph
-each image is resized to the model's `input_size` x `input_size` (aspect ratio not kept; an exact
+Convention: a request carries pixel values 0-255 (float32 images or encoded image files) of any
+height and width. Inside the graph each image is brought to the model's input with the model's
+own `InputConvention` (saved in model.keras by the trainer): resized to `input_size` x
+`input_size` with the evaluation resize of the data pipelines (aspect ratio not kept; an exact
 identity when the image already has that size) and scaled to the value range the model was
-trained on:
-
-* MNIST-type models (1 channel, or a run whose dataset is an MNIST variant): area resize (block
-  average, as `tf_pyramid.data.mnist`), then `x / 255` -> [0, 1].
-* ImageNet-type models (3 channels, or a run whose dataset is ImageNet): bilinear resize with
-  antialiasing (as `tf_pyramid.data.image_ops.resize_antialiased`), then `x / 255 * 2 - 1` ->
-  [-1, 1], clipped.
+trained on ([0, 1] for the MNIST models, [-1, 1] for the ImageNet-style ones).
 
 Malformed requests fail with `InvalidArgumentError`s whose messages name the problem (rank,
 channels, empty batch, NaN/Inf, undecodable bytes), raised before any model op runs.
 """
 import tensorflow as tf
-
-from tf_pyramid.data import image_ops
-from tf_pyramid.data.builder import IMAGE_VALUE_RANGE, MNIST_VALUE_RANGE
-
-
-def _mnist_type(channels, dataset=None):
-    if dataset:
-        name = str(dataset).lower()
-        if "mnist" in name:
-            return True
-        if "imagenet" in name:
-            return False
-    return int(channels) == 1
-
-
-def value_range_for(channels, dataset=None):
-    """The model input range: from the training dataset's name if known, else from `channels`."""
-    return MNIST_VALUE_RANGE if _mnist_type(channels, dataset) else IMAGE_VALUE_RANGE
-
-
-def resize_method_for(channels, dataset=None):
-    """"area" for MNIST-type models, "bilinear" (antialiased) for ImageNet-type ones."""
-    return "area" if _mnist_type(channels, dataset) else "bilinear"
-
-
-def parse_value_range(value):
-    """`"0,1"` / `"-1,1"` / a pair -> (low, high) floats."""
-    if isinstance(value, str):
-        value = [v for v in value.replace(" ", "").split(",") if v]
-    low, high = (float(v) for v in value)
-    if not high > low:
-        raise ValueError(f"value_range needs low < high; got {value!r}.")
-    return low, high
-
-
-def scale_pixels(images, value_range):
-    """0-255 pixel values -> `value_range` (clipped to it), as the evaluation pipelines."""
-    low, high = value_range
-    return image_ops.value_range(images / 255.0, low=low, high=high)
-
-
-def resize_images(images, size, method="bilinear"):
-    """[N, H, W, C] -> [N, size, size, C] with `method` ("area", or antialiased "bilinear");
-    an identity when H = W = size."""
-    resized = tf.image.resize(images, [size, size], method=method, antialias=True)
-    return tf.ensure_shape(resized, [None, size, size, images.shape[-1]])
 
 
 def check_images(images, channels, name="images"):
@@ -105,19 +54,19 @@ def check_images(images, channels, name="images"):
     return images
 
 
-def prepare_images(images, size, channels, value_range, method="bilinear"):
-    """The float path: check, resize to `size`, scale. Returns [N, size, size, channels]."""
-    images = check_images(images, channels)
-    return scale_pixels(resize_images(images, size, method), value_range)
+def prepare_images(images, convention):
+    """The float path: check, then `convention.prepare` (resize, scale)."""
+    return convention.prepare(check_images(images, convention.channels))
 
 
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF")
 
 
-def decode_images(image_bytes, size, channels, method="bilinear", name="image_bytes"):
+def decode_images(image_bytes, convention, name="image_bytes"):
     """A batch [N] of encoded JPEG/PNG (also GIF, BMP, WebP) strings -> float32 [N, size, size,
-    channels], pixel values 0-255, each image decoded, converted to `channels` channels (RGB <->
-    grayscale) and resized like the float path."""
+    channels], pixel values 0-255, each image decoded, converted to the convention's channels
+    (RGB <-> grayscale) and resized like the float path."""
+    size, channels = convention.input_size, convention.channels
     image_bytes = tf.convert_to_tensor(image_bytes)
     if image_bytes.dtype != tf.string:
         raise TypeError(f"{name} must be a batch of encoded image strings; got dtype "
@@ -143,7 +92,7 @@ def decode_images(image_bytes, size, channels, method="bilinear", name="image_by
         image = tf.io.decode_image(data, channels=channels, dtype=tf.uint8,
                                    expand_animations=False)
         image = tf.cast(tf.ensure_shape(image, [None, None, channels]), tf.float32)
-        return resize_images(image[None], size, method)[0]
+        return convention.resize(image)
 
     images = tf.map_fn(decode_one, (image_bytes, tf.range(count)),
                        fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))

@@ -10,18 +10,20 @@ threshold), `serving_bytes` (encoded JPEG/PNG strings, deepest level).
 Baselines (one exit): `serving_default`, `level_1` (the same), `anytime` (the threshold changes
 nothing: every image uses level 1) and `serving_bytes`, so clients can send the same requests to
 either kind of model.
-All signatures use the deterministic `threshold` attention policy.
+All signatures use the deterministic `threshold` attention policy. The model computes; this module
+only prepares inputs and names signatures.
 """
 import tensorflow as tf
 
-from tf_pyramid.modeling import BaselineClassifier, exit_levels
+from tf_pyramid.modeling import ANYTIME_KEYS
+from tf_pyramid.modeling.anytime_classifier import exit_outputs
 from tf_pyramid.serving import preprocessing
-from tf_pyramid.serving.anytime import POLICY, anytime, format_outputs
 
 IMAGES = "images"
 IMAGE_BYTES = "image_bytes"
 THRESHOLD = "threshold"
-OUTPUT_KEYS = ("probabilities", "classes", "levels_used", "num_locations", "macs")
+OUTPUT_KEYS = ANYTIME_KEYS
+POLICY = "threshold"
 
 
 def images_spec():
@@ -38,12 +40,8 @@ def image_bytes_spec():
     return tf.TensorSpec(shape=[None], dtype=tf.string, name=IMAGE_BYTES)
 
 
-def is_pyramid(model):
-    return not isinstance(model, BaselineClassifier)
-
-
 def signature_names(model):
-    levels = [f"level_{d}" for d in range(1, exit_levels(model) + 1)]
+    levels = [f"level_{d}" for d in range(1, model.exit_levels + 1)]
     return ["serving_default", *levels, "anytime", "serving_bytes"]
 
 
@@ -51,36 +49,25 @@ class ServingFunctions:
     """Builds the Python functions behind each signature (also usable eagerly, for tests/tools).
 
     Args:
-        model: `PyramidClassifier` or `BaselineClassifier`.
-        value_range: the model's input range, e.g. (0, 1) or (-1, 1) (see `preprocessing`).
-        resize_method: "area" or "bilinear" (antialiased); None = by value range ("area" for
-            [0, 1] MNIST-type models, "bilinear" otherwise).
+        model: a `tf_pyramid` model (`PyramidClassifier` or `BaselineClassifier`).
+        convention: the `tf_pyramid.data.InputConvention` of its inputs (value range, resize).
     """
 
-    def __init__(self, model, value_range, resize_method=None):
+    def __init__(self, model, convention):
         self.model = model
-        self.value_range = tuple(float(v) for v in value_range)
-        self.resize_method = resize_method or (
-            "area" if self.value_range == preprocessing.MNIST_VALUE_RANGE else "bilinear")
-        self.size = int(model.input_size)
-        self.channels = int(model.channels)
+        self.convention = convention
 
     def prepare(self, images):
-        return preprocessing.prepare_images(images, self.size, self.channels, self.value_range,
-                                            self.resize_method)
+        return preprocessing.prepare_images(images, self.convention)
 
     def decode(self, image_bytes):
-        return preprocessing.decode_images(image_bytes, self.size, self.channels,
-                                           self.resize_method)
+        return preprocessing.decode_images(image_bytes, self.convention)
 
     def predict(self, model_images, depth=None):
         """Outputs of the traversal truncated after `depth` levels (None = all)."""
-        model = self.model
-        if not is_pyramid(model):
-            return format_outputs(model(model_images, training=False), levels_used=1)
-        depth = model.levels if depth is None else depth
-        outputs = model(model_images, training=False, depth=depth, policy=POLICY)
-        return format_outputs(outputs, levels_used=depth)
+        depth = self.model.exit_levels if depth is None else depth
+        outputs = self.model(model_images, training=False, depth=depth, policy=POLICY)
+        return exit_outputs(outputs, depth)
 
     def level_fn(self, depth):
         def level(images):
@@ -95,17 +82,16 @@ class ServingFunctions:
         threshold = tf.debugging.assert_all_finite(
             tf.convert_to_tensor(threshold, tf.float32),
             "threshold must be a finite number (use a value > 1 to never stop early)")
-        return anytime(self.model, self.prepare(images), threshold)
+        return self.model.anytime(self.prepare(images), threshold, policy=POLICY)
 
     def serving_bytes(self, image_bytes):
-        images = self.decode(image_bytes)
-        return self.predict(preprocessing.scale_pixels(images, self.value_range))
+        return self.predict(self.convention.scale(self.decode(image_bytes)))
 
     def endpoints(self):
         """[(signature name, function, input signature)] in export order."""
         pairs = [("serving_default", self.serving_default, [images_spec()])]
         pairs += [(f"level_{d}", self.level_fn(d), [images_spec()])
-                  for d in range(1, exit_levels(self.model) + 1)]
+                  for d in range(1, self.model.exit_levels + 1)]
         pairs += [("anytime", self.anytime, [images_spec(), threshold_spec()]),
                   ("serving_bytes", self.serving_bytes, [image_bytes_spec()])]
         return pairs

@@ -1,6 +1,6 @@
 """The trainer's absl flags and their validation.
 
-`define_flags()` declares every flag (DESIGN.md §2: everything in the learning rule is a flag);
+`define_flags()` declares every flag (everything in the learning rule is a flag);
 `resolve_config(FLAGS)` checks them before any work and returns the resolved configuration (the
 dict written to `DIR/config.json`). A bad flag raises `FlagError` with what to change.
 """
@@ -12,13 +12,18 @@ from absl import flags
 from tf_pyramid.data import DATASETS, SPLITS
 from tf_pyramid.data.mnist import CANVAS_SIZE as MNIST_CANVAS
 from tf_pyramid.data.mnist import SOURCES, VARIANTS
-from tf_pyramid.modeling import MODEL_NAMES, levels_for_resolution
+from tf_pyramid.modeling import MODEL_NAMES, is_pyramid, learning_rule, levels_for_resolution
 from tf_pyramid.modeling.architectures import architecture
 from tf_pyramid.training.strategy import STRATEGIES, check_tf_config
 
 DEFAULT_LEARNING_RATE = {"mnist": 0.01}  # others: 0.001 (paper A.4)
 LIST_FLAGS = ("c_t", "level_weights")  # repeated flags (absl multi flags)
 PYRAMID_ONLY = ("lambda_f", "lambda_t", "lambda_r", "c_t", "c_r", "level_weights")
+# The flag behind each learning-rule key (`learning_rule.LearningRuleError.key`).
+RULE_FLAGS = {"lambda_f": "lambda_f", "lambda_t": "lambda_t", "lambda_r": "lambda_r",
+              "target_locations": "c_t", "target_cell_probability": "c_r",
+              "mc_samples": "mc_samples", "level_weights": "level_weights",
+              "baseline_decay": "baseline_decay"}
 
 
 class FlagError(ValueError):
@@ -56,7 +61,7 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_list("lr_decay_at", ["0.8", "0.9"], "Fractions of the steps after which the "
                       "learning rate is multiplied by --lr_decay_factor.", **fv)
     flags.DEFINE_float("lr_decay_factor", 0.2, "Learning-rate multiplier at each boundary.", **fv)
-    # Learning rule (DESIGN.md §2).
+    # Learning rule (docs/training.md).
     flags.DEFINE_float("lambda_f", 0.0, "Weight of the REINFORCE term (eq. 13).", **fv)
     flags.DEFINE_float("lambda_t", 0.0, "Weight of R_t, the attended-cells target (eq. 14).", **fv)
     flags.DEFINE_float("lambda_r", 0.0, "Weight of R_r, the uniform-cells term (eq. 15).", **fv)
@@ -64,11 +69,11 @@ def define_flags(flag_values=flags.FLAGS):
                              "depth 2..L for the multi-level rule (repeat the flag).", **fv)
     flags.DEFINE_float("c_r", None, "Target per-cell probability of R_r; default: the value "
                        "consistent with c_t (every cell equally likely).", **fv)
-    flags.DEFINE_integer("mc_samples", 2, "M, Monte Carlo samples (mask draws) per image.",
-                         lower_bound=1, **fv)
+    flags.DEFINE_integer("mc_samples", learning_rule.DEFAULTS["mc_samples"], "M, Monte Carlo "
+                         "samples (mask draws) per image.", lower_bound=1, **fv)
     flags.DEFINE_multi_float("level_weights", [], "lambda_z of the multi-level rule, one per "
                              "depth 1..L (repeat the flag); default: the deepest level only.", **fv)
-    flags.DEFINE_float("baseline_decay", 0.9, "Decay of the moving-average reward baseline "
+    flags.DEFINE_float("baseline_decay", learning_rule.DEFAULTS["baseline_decay"], "Decay of the moving-average reward baseline "
                        "(eq. 12).", **fv)
     flags.DEFINE_string("init_from", None, "Gradual learning: a previous stage's model_dir (or "
                         ".keras file) whose module weights start this run.", **fv)
@@ -148,10 +153,6 @@ def _check_choice(name, value, choices):
         raise FlagError(f"--{name} is required: set --{name} to one of {', '.join(choices)}.")
     if value not in choices:
         raise FlagError(f"Unknown --{name}={value}; use one of {', '.join(choices)}.")
-
-
-def is_pyramid(model_name):
-    return architecture(model_name)["kind"] == "pyramid"
 
 
 def check_init_from(path):
@@ -234,26 +235,17 @@ def resolve_config(config):
     if config.get("texture") and not os.path.exists(config["texture"]):
         raise FlagError(f"--texture={config['texture']} does not exist.")
 
-    # Learning rule.
+    # Learning rule: checked by its owner; the error names the flag that set the value.
     c_t = [float(v) for v in (config.get("c_t") or [])]
     weights = [float(v) for v in (config.get("level_weights") or [])]
-    if pyramid:
-        if c_t and len(c_t) not in (1, levels - 1):
-            raise FlagError(
-                f"--c_t has {len(c_t)} values for {levels} levels: give one value, or one per "
-                f"depth 2..{levels} ({levels - 1} values, repeat --c_t).")
-        if weights and len(weights) != levels:
-            raise FlagError(
-                f"--level_weights has {len(weights)} values for {levels} levels: give one per "
-                f"depth 1..{levels} ({levels} values, repeat --level_weights).")
-        if weights and not any(weights):
-            raise FlagError("--level_weights are all zero: nothing would be trained.")
-        if any(v < 0 for v in c_t):
-            raise FlagError(f"--c_t must be >= 0; got {c_t}.")
-        if config.get("c_r") is not None and not 0.0 <= config["c_r"] <= 1.0:
-            raise FlagError(f"--c_r is a probability in [0, 1]; got {config['c_r']}.")
     config.update(c_t=c_t, level_weights=weights)
-    if config.get("mc_samples") is not None and config["mc_samples"] < 1:
+    if pyramid:
+        from tf_pyramid.runs import learning_rule_from_config  # noqa: PLC0415
+        try:
+            learning_rule.resolve_learning_rule(learning_rule_from_config(config), levels)
+        except learning_rule.LearningRuleError as error:
+            raise FlagError(f"--{RULE_FLAGS[error.key]}: {error}") from None
+    elif config.get("mc_samples") is not None and config["mc_samples"] < 1:
         raise FlagError(f"--mc_samples must be >= 1; got {config['mc_samples']}.")
     if config.get("learning_rate") is None:
         config["learning_rate"] = DEFAULT_LEARNING_RATE.get(dataset, 0.001)

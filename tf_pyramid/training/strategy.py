@@ -1,4 +1,4 @@
-"""`--strategy`: the tf.distribute strategy the trainer runs under (DESIGN.md §4).
+"""`--strategy`: the tf.distribute strategy the trainer runs under (see docs/training.md).
 
 * `default`: one device (the default strategy).
 * `mirrored`: every local GPU (or the devices given), one host.

@@ -1,8 +1,8 @@
 """The training loop: `model.train_step` driven through `strategy.run` in a compiled loop.
 
-`Model.fit` is broken under `MultiWorkerMirroredStrategy` in Keras 3 (DESIGN.md §4), so the loop
-is our own and the same code runs on one device, `MirroredStrategy`, `MultiWorkerMirroredStrategy`
-and `TPUStrategy`:
+`Model.fit` is broken under `MultiWorkerMirroredStrategy` in Keras 3 (keras issue 20585), so the
+loop is our own and the same code runs on one device, `MirroredStrategy`,
+`MultiWorkerMirroredStrategy` and `TPUStrategy`:
 
 * model and optimizer are created under `strategy.scope()`; every worker reads its own shard of
   the training data (`distribute_datasets_from_function`, `input_context` to `build_dataset`);
@@ -14,7 +14,12 @@ and `TPUStrategy`:
   (same step, optimizer state, reward baseline and attention seed state). Only the chief writes
   to `DIR`; other workers write to temporary directories (saving runs collective ops, so all
   workers save).
+
+Everything besides the steps (progress, summaries, checkpoints, validation, callbacks) is an
+action of `training/actions.py`. The export for TF Serving is not the trainer's: `train.py` calls
+`tf_pyramid.serving` once the run has finished.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -25,26 +30,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.framework import summary_pb2
 
+from tf_pyramid import runs
 from tf_pyramid.data import build_dataset
-from tf_pyramid.modeling import PyramidClassifier
-from tf_pyramid.serving import export_saved_model
+from tf_pyramid.modeling import StepDecay
+from tf_pyramid.training import actions as actions_lib
 from tf_pyramid.training import evaluation
-from tf_pyramid.training import restore
 from tf_pyramid.training import strategy as strategy_lib
 from tf_pyramid.training.flags import FlagError, ignored_pyramid_flags, resolve_config
-from tf_pyramid.training.schedule import StepDecay
 
-
-def write_scalar(name, value, step):
-    """The record `tf.summary.scalar` writes, through the core `tf.summary.write`: the
-    `tensorboard` package, which implements `tf.summary.scalar`, need not be installed."""
-    metadata = summary_pb2.SummaryMetadata()
-    metadata.plugin_data.plugin_name = "scalars"
-    metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
-    return tf.summary.write(name, tf.constant(float(value), tf.float32), step=step,
-                            metadata=metadata.SerializeToString())
+CLASS_INDEX_FILE = "class_index.txt"
 
 
 def _json_default(value):
@@ -65,19 +60,24 @@ def write_json(path, data):
 
 
 class Trainer:
-    """One training run. `Trainer(config).run()`; `config` is a flag dict (see `flags.py`).
+    """One training run. `Trainer(config).run()`; `config` is a flag dict (see `flags.py`),
+    resolved once here.
 
     Steps, usable separately (tests): `setup()` builds strategy, data, model, optimizer and
     checkpoint and restores or initialises; `train()` runs the loop; `finish()` evaluates and
-    writes metrics.json, model.keras and the export.
+    writes metrics.json and model.keras. `callbacks`: Keras callbacks called at every epoch end
+    (e.g. `tf_pyramid.callbacks.AttentionImages`).
     """
 
-    def __init__(self, config, strategy=None):
+    def __init__(self, config, strategy=None, callbacks=()):
         self.config = resolve_config(config)
         self.strategy = strategy
+        self.callbacks = list(callbacks)
         self.model_dir = os.path.abspath(self.config["model_dir"])
         self.interrupted = False
         self.initial_step = 0
+        self.current_step = 0
+        self.last_chunk = 0
         self.result = {}
 
     # ------------------------------------------------------------------------------------
@@ -100,8 +100,14 @@ class Trainer:
         for key in ignored_pyramid_flags(c):
             logging.warning("--%s is ignored: %s is a baseline (cross-entropy only).", key,
                             c["model"])
+        self._setup_data()
+        self._setup_model()
+        self._restore_or_initialize()
+        self._write_run_files()
+        return self
 
-        # Data.
+    def _setup_data(self):
+        c = self.config
         _, self.train_info = self._dataset("train", training=True)
         self.train_examples = self.train_info.num_examples
         if self.train_examples is None and not c["steps_per_epoch"]:
@@ -115,43 +121,42 @@ class Trainer:
             steps = min(steps, c["steps_per_epoch"]) if steps else c["steps_per_epoch"]
         self.steps_per_epoch = steps
         self.total_steps = steps * c["epochs"]
-        logging.info("Training data: %s/%s (%s, source %s) %s examples, %d classes, %d channels, "
-                     "%d px; %d steps/epoch x %d epochs = %d steps, global batch %d on %d "
-                     "replica(s).", c["dataset"], "train", c["variant"], c["source"],
-                     self.train_examples, self.train_info.num_classes, self.train_info.channels,
-                     c["resolution"], steps, c["epochs"], self.total_steps, c["batch_size"],
-                     self.replicas)
+        logging.info("Training data: %s/%s (%s, source %s) %s examples, %d classes, %s; %d "
+                     "steps/epoch x %d epochs = %d steps, global batch %d on %d replica(s).",
+                     c["dataset"], "train", c["variant"], c["source"], self.train_examples,
+                     self.train_info.num_classes, self.train_info.input_convention, steps,
+                     c["epochs"], self.total_steps, c["batch_size"], self.replicas)
 
-        # Model, optimizer, checkpoint.
-        with strategy.scope():
-            self.model = restore.build_from_config(c, self.train_info.num_classes,
-                                                   self.train_info.channels)
+    def _setup_model(self):
+        c = self.config
+        with self.strategy.scope():
+            self.model = runs.build_from_config(
+                c, self.train_info.num_classes, self.train_info.input_convention.get_config())
             self.schedule = StepDecay(c["learning_rate"], self.total_steps, c["lr_decay_at"],
                                       c["lr_decay_factor"])
             self.optimizer = keras.optimizers.Adam(self.schedule, beta_1=0.9, beta_2=0.999,
                                                    epsilon=1e-8)
-            self.model.compile(optimizer=self.optimizer)
+            self.model.compile(optimizer=self.optimizer,
+                               learning_rule=runs.learning_rule_from_config(c))
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch",
                                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        extra = {}
-        if isinstance(self.model, PyramidClassifier):
-            # keras.random.SeedGenerator is not tracked by tf.train.Checkpoint(model=...): save
-            # its state explicitly so that a resumed run continues the same stream of masks.
-            extra["attention_seed"] = self.model.seed_generator.state
-        self.checkpoint = restore.checkpoint_for(self.model, optimizer=self.optimizer,
-                                                 step=self.step, epoch=self.epoch, **extra)
-        self.checkpoint_dir = os.path.join(self.model_dir, "checkpoints")
+        self.metric_names = tuple(m.name for m in self.model.metrics)
+        self.checkpoint = runs.checkpoint_for(self.model, optimizer=self.optimizer,
+                                              step=self.step, epoch=self.epoch)
+        self.checkpoint_dir = os.path.join(self.model_dir, runs.run_directory.CHECKPOINT_DIR)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.write_dir, "checkpoints"),
+            self.checkpoint, os.path.join(self.write_dir, runs.run_directory.CHECKPOINT_DIR),
             max_to_keep=c["keep_checkpoints"])
-        self.evaluator = evaluation.Evaluator(self.model, strategy, c["policy"])
-        self._log_model()
-        self._restore_or_initialize()
-        self._write_config()
-        return self
+        self.evaluator = evaluation.Evaluator(self.model, self.strategy, c["policy"])
+        costs = self.model.module_costs()
+        params = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
+        logging.info("Model %s: %d levels, %d px input, %s trainable parameters, MACs per "
+                     "application %s.", c["model"], c["levels"], c["resolution"], f"{params:,}",
+                     {k: f"{v:,}" for k, v in costs.items()})
+        logging.info("Learning rule: %s", self.model.learning_rule)
 
     def _dataset(self, split, training, input_context=None):
         c = self.config
@@ -173,16 +178,6 @@ class Trainer:
         options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
         return self.strategy.distribute_datasets_from_function(dataset_fn, options)
 
-    def _log_model(self):
-        model, c = self.model, self.config
-        costs = model.module_costs()
-        params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-        logging.info("Model %s: %d levels, %d px input, %s trainable parameters, MACs per "
-                     "application %s.", c["model"], c["levels"], c["resolution"], f"{params:,}",
-                     {k: f"{v:,}" for k, v in costs.items()})
-        if isinstance(model, PyramidClassifier):
-            logging.info("Learning rule: %s", model.learning_rule_config())
-
     def _restore_or_initialize(self):
         c = self.config
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
@@ -197,27 +192,31 @@ class Trainer:
                              c["init_from"])
             return
         if c["init_from"]:
-            source, where = restore.load_run_model(c["init_from"])
+            source, where = runs.load_run_model(c["init_from"], compile=True)
             with self.strategy.scope():
-                copied = restore.copy_module_weights(source, self.model)
+                copied = runs.copy_module_weights(source, self.model)
             logging.info("Initialised %d module weight arrays from %s (%s levels -> %d levels).",
-                         copied, where, getattr(source, "levels", "?"), c["levels"])
+                         copied, where, getattr(source, "levels", 1), c["levels"])
         else:
             logging.info("Starting from scratch (no checkpoint in %s).", self.checkpoint_dir)
 
-    def _write_config(self):
+    def _write_run_files(self):
         if not self.is_chief:
             return
         config = dict(self.config)
         config["run"] = {"num_classes": self.train_info.num_classes,
                          "channels": self.train_info.channels,
+                         "input_convention": self.train_info.input_convention.get_config(),
                          "train_examples": self.train_examples,
                          "steps_per_epoch": self.steps_per_epoch,
                          "total_steps": self.total_steps,
                          "num_replicas": self.replicas,
                          "lr_boundary_steps": self.schedule.boundary_steps(),
                          "tensorflow": tf.__version__, "keras": keras.__version__}
-        write_json(os.path.join(self.model_dir, "config.json"), config)
+        write_json(os.path.join(self.model_dir, runs.run_directory.CONFIG_FILE), config)
+        if self.train_info.class_names:
+            with open(os.path.join(self.model_dir, CLASS_INDEX_FILE), "w") as f:
+                f.write("".join(f"{name}\n" for name in self.train_info.class_names))
 
     # ------------------------------------------------------------------------------------
     # Training.
@@ -233,30 +232,39 @@ class Trainer:
 
         return train_steps
 
-    def _save(self, reason):
+    def save_checkpoint(self, reason):
         path = self.manager.save(checkpoint_number=int(self.step.numpy()))
         if self.is_chief:
             logging.info("Checkpoint %s (%s).", path, reason)
 
-    def _writers(self):
+    def _writer(self, name):
         if self.is_chief:
-            logs = os.path.join(self.model_dir, "logs")
-            return (tf.summary.create_file_writer(os.path.join(logs, "train")),
-                    tf.summary.create_file_writer(os.path.join(logs, "validation")))
-        return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
+            return tf.summary.create_file_writer(os.path.join(self.model_dir, "logs", name))
+        return tf.summary.create_noop_writer()
+
+    def _actions(self):
+        c = self.config
+        actions = [actions_lib.Progress(self.steps_per_epoch, c["epochs"], enabled=self.is_chief),
+                   actions_lib.TrainingSummaries(self._writer("train"), c["log_every"]),
+                   actions_lib.PeriodicCheckpoint(c["checkpoint_every"])]
+        if c["validation_split"] != "none":
+            actions.append(actions_lib.Validation(
+                self._distributed(c["validation_split"], training=False),
+                self._writer("validation"), c["validation_split"]))
+        if self.callbacks:
+            actions.append(actions_lib.KerasCallbacks(self.callbacks, self.model))
+        return actions
 
     def train(self):
         """Runs the remaining steps; returns the last training logs (floats)."""
         c = self.config
-        step = int(self.step.numpy())
+        step = self.current_step = int(self.step.numpy())
         if step >= self.total_steps:
             logging.info("Training already finished (%d steps).", step)
             return {}
         train_steps = self._make_train_function()
         iterator = iter(self._distributed("train", training=True))
-        validation = (self._distributed(c["validation_split"], training=False)
-                      if c["validation_split"] != "none" else None)
-        train_writer, validation_writer = self._writers()
+        actions = self._actions()
         stop_at = (step + c["stop_after_steps"]) if c["stop_after_steps"] else None
         previous = self._install_signal_handler()
         logs, started, start_step = {}, time.time(), step
@@ -266,61 +274,40 @@ class Trainer:
                 epoch_end = (epoch + 1) * self.steps_per_epoch
                 for metric in self.model.metrics:
                     metric.reset_state()
-                if self.is_chief:
-                    print(f"Epoch {epoch + 1}/{c['epochs']}", flush=True)
-                progbar = keras.utils.Progbar(self.steps_per_epoch, verbose=1 if self.is_chief
-                                              else 0, stateful_metrics=_PROGRESS_KEYS,
-                                              unit_name="step")
-                progbar.update(step - epoch * self.steps_per_epoch)
                 while step < epoch_end:
-                    n = min(c["steps_per_loop"], epoch_end - step)
-                    next_checkpoint = (step // c["checkpoint_every"] + 1) * c["checkpoint_every"]
-                    n = min(n, next_checkpoint - step)
+                    bounds = [c["steps_per_loop"], epoch_end - step]
+                    bounds += [b for b in (a.steps_until(step) for a in actions) if b]
                     if stop_at:
-                        n = min(n, stop_at - step)
+                        bounds.append(stop_at - step)
+                    n = self.last_chunk = min(bounds)
                     logs = {k: float(v) for k, v in train_steps(
                         iterator, tf.constant(n, tf.int32)).items()}
                     if not np.isfinite(logs["loss"]):
                         raise FloatingPointError(
                             f"Loss is {logs['loss']} at step {step + n}; the last checkpoint "
                             f"({self.manager.latest_checkpoint}) is kept. Lower --learning_rate.")
-                    step += n
+                    step = self.current_step = step + n
                     self.step.assign(step)
                     logs["learning_rate"] = float(self.schedule(step - 1))
-                    progbar.update(step - epoch * self.steps_per_epoch,
-                                   [(k, v) for k, v in logs.items() if k in _PROGRESS_KEYS],
-                                   finalize=False)
-                    if step % c["log_every"] < n or step == epoch_end:
-                        with train_writer.as_default(step=step):
-                            for name, value in logs.items():
-                                write_scalar(name, value, step)
-                    if step % c["checkpoint_every"] == 0 and step < epoch_end:
-                        self._save("periodic")
+                    for action in actions:
+                        action.after_steps(self, step, logs)
                     if self.interrupted or (stop_at and step >= stop_at):
-                        self._save("stopped" if not self.interrupted else "interrupted")
+                        self.save_checkpoint("interrupted" if self.interrupted else "stopped")
                         self.interrupted = True
                         logging.warning("Stopped at step %d of %d; rerun the same command to "
                                         "resume.", step, self.total_steps)
                         return logs
-                progbar.update(self.steps_per_epoch, finalize=True)
                 self.epoch.assign(epoch + 1)
-                if validation is not None:
-                    result = self.evaluator.evaluate(validation)
-                    scalars = evaluation.scalar_logs(result)
-                    with validation_writer.as_default(step=step):
-                        for name, value in scalars.items():
-                            write_scalar(name, value, step)
-                    logging.info("Epoch %d validation (%s): %s", epoch + 1,
-                                 c["validation_split"], _format(scalars))
-                logging.info("Epoch %d training: %s", epoch + 1, _format(logs))
-                self._save("epoch end")
+                for action in actions:
+                    action.after_epoch(self, epoch, logs)
+                logging.info("Epoch %d training: %s", epoch + 1, actions_lib.format_logs(logs))
         except KeyboardInterrupt:
-            self._save("keyboard interrupt")
+            self.save_checkpoint("keyboard interrupt")
             raise
         finally:
             self._restore_signal_handler(previous)
-            train_writer.flush()
-            validation_writer.flush()
+            for action in actions:
+                action.close()
         elapsed = time.time() - started
         images = (step - start_step) * c["batch_size"]
         logging.info("Trained %d steps in %.1f s (%.1f images/s).", step - start_step, elapsed,
@@ -348,42 +335,49 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------
     # Results.
-    def finish(self):
-        """Final evaluation -> metrics.json, model.keras, SavedModel export."""
+    def _final_evaluation(self, policy):
         c = self.config
-        result = self.evaluator.evaluate(self._distributed(c["eval_split"], training=False),
-                                         num_passes=c["eval_passes"])
+        return self.evaluator.evaluate(self._distributed(c["eval_split"], training=False),
+                                       num_passes=c["eval_passes"], policy=policy)
+
+    def finish(self):
+        """Final evaluation -> metrics.json and model.keras.
+
+        With `--policy=sample` (the paper's protocol: its reported cell counts are those of
+        sampled attention) the deterministic `threshold` figures are given beside the sampled
+        ones.
+        """
+        c = self.config
+        attention = self.model.exit_levels > 1
+        policy = c["policy"] if attention else None
+        result = self._final_evaluation(policy)
         metrics = {"levels": result["levels"], "model": c["model"], "split": c["eval_split"],
-                   "policy": c["policy"] if isinstance(self.model, PyramidClassifier) else None,
-                   "dataset": c["dataset"], "variant": c["variant"],
-                   "resolution": c["resolution"], "step": int(self.step.numpy()),
-                   **{k: v for k, v in result.items() if k != "levels"}}
-        logging.info("Final evaluation (%s, %s): %s", c["eval_split"], c["policy"],
-                     _format(evaluation.scalar_logs(result)))
-        keras_path = os.path.join(self.write_dir, "model.keras")
+                   "policy": policy, "passes": result["num_passes"], "dataset": c["dataset"],
+                   "variant": c["variant"], "resolution": c["resolution"],
+                   "step": int(self.step.numpy()),
+                   **{k: v for k, v in result.items() if k not in ("levels", "num_passes")}}
+        logging.info("Final evaluation (%s, %s, %d passes): %s", c["eval_split"], policy,
+                     result["num_passes"], actions_lib.format_logs(
+                         evaluation.scalar_logs(result)))
+        if attention and policy != "threshold":
+            deterministic = self._final_evaluation("threshold")
+            metrics["threshold"] = {"levels": deterministic["levels"],
+                                    "passes": deterministic["num_passes"]}
+            logging.info("Final evaluation with threshold attention: %s", actions_lib.format_logs(
+                evaluation.scalar_logs(deterministic)))
+        keras_path = os.path.join(self.write_dir, runs.run_directory.MODEL_FILE)
         self.model.save(keras_path)
         if self.is_chief:
             write_json(os.path.join(self.model_dir, "metrics.json"), metrics)
             logging.info("Wrote %s and %s.", os.path.join(self.model_dir, "metrics.json"),
                          keras_path)
         self.result["metrics"] = metrics
-        if c["export"] and self.is_chief:
-            self.result["export"] = self._export(keras_path)
         if not self.is_chief:
             shutil.rmtree(self.write_dir, ignore_errors=True)
         return metrics
 
-    def _export(self, keras_path):
-        # Export a fresh copy outside the distribution strategy.
-        model = keras.saving.load_model(keras_path, compile=False)
-        path = export_saved_model(model, os.path.join(self.model_dir, "export"),
-                                  dataset=self.config["dataset"])
-        logging.info("Exported the SavedModel to %s.", path)
-        return path
-
     def weights_digest(self):
         """A short digest of every model weight (workers compare it: they must agree)."""
-        import hashlib  # noqa: PLC0415
         digest = hashlib.sha256()
         for weight in self.model.weights:
             digest.update(np.ascontiguousarray(np.asarray(weight.numpy())).tobytes())
@@ -395,23 +389,15 @@ class Trainer:
         logs = self.train()
         self.result.update(initial_step=self.initial_step, final_step=int(self.step.numpy()),
                            train_logs=logs, interrupted=self.interrupted,
-                           model_dir=self.model_dir)
+                           model_dir=self.model_dir, is_chief=self.is_chief)
         if not self.interrupted:
             self.finish()
         self.result["weights_digest"] = self.weights_digest()
-        logging.info("Weights digest (task %s %s): %s", self.task_type, self.task_id,
-                     self.result["weights_digest"])
+        logging.debug("Weights digest (task %s %s): %s", self.task_type, self.task_id,
+                      self.result["weights_digest"])
         return self.result
 
 
-_PROGRESS_KEYS = ("loss", "cross_entropy", "num_locations", "level_1_accuracy",
-                  "level_2_accuracy", "level_3_accuracy", "level_4_accuracy", "level_5_accuracy")
-
-
-def _format(logs):
-    return ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
-
-
-def train(config, strategy=None):
+def train(config, strategy=None, callbacks=()):
     """Runs one training session from a flag dict; returns `Trainer.run()`'s summary."""
-    return Trainer(config, strategy).run()
+    return Trainer(config, strategy, callbacks).run()

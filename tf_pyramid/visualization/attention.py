@@ -11,7 +11,6 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tf_pyramid.modeling import BaselineClassifier
 
 
 @dataclasses.dataclass
@@ -41,7 +40,7 @@ def attention_views(model, images, policy=None, upsample="bilinear"):
     `upsample`: how lower-resolution regions are blown up for display ("bilinear" looks blurred,
     "nearest" shows the exact pixels the model saw).
     """
-    if isinstance(model, BaselineClassifier):
+    if not model.has_attention:
         raise ValueError("Attention pictures need a pyramid model; baselines have no attention.")
     images = tf.convert_to_tensor(images, tf.float32)
     trace = model.traverse(images, training=False, policy=deterministic_policy(model, policy))

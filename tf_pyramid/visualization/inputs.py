@@ -5,7 +5,6 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tf_pyramid.serving import preprocessing
 
 
 def expand_paths(specs):
@@ -76,9 +75,8 @@ def load_images(specs, channels):
     return images
 
 
-def model_inputs(images, size, value_range, method="bilinear"):
-    """List of 0-255 images of any size -> model-ready float32 [N, size, size, C], resized with
-    `method` and scaled like the serving signatures (see `tf_pyramid.serving.preprocessing`)."""
-    batch = [preprocessing.resize_images(tf.convert_to_tensor(image)[None], size, method)[0]
-             for image in images]
-    return preprocessing.scale_pixels(tf.stack(batch), value_range)
+def model_inputs(images, convention):
+    """List of 0-255 images of any size -> model-ready float32 [N, size, size, C], prepared with
+    the model's `InputConvention` (as the serving signatures do)."""
+    return tf.stack([convention.prepare(tf.convert_to_tensor(image, tf.float32))
+                     for image in images])

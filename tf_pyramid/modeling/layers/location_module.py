@@ -7,7 +7,7 @@ class LocationModule(keras.layers.Layer):
     """Maps a patch's feature map `F` to one attention probability per grid cell.
 
     A single conv whose kernel covers the whole of `F` (VALID) followed by the logistic function,
-    so the output is `[N, num_cells]`. Callers put `tf.stop_gradient` on `F` first (DESIGN.md §1).
+    so the output is `[N, num_cells]`. Callers put `tf.stop_gradient` on `F` first (see docs/model.md).
 
     Args:
         num_cells: g, the number of candidate locations (9 for the 3x3 grid).

@@ -1,7 +1,7 @@
 """Shape and cost arithmetic for the layer specs of the feature extraction module.
 
 Kept apart from the Keras layers so that `tools/model_table.py` and the traversal's per-image MAC
-accounting use one set of formulas (DESIGN.md §1: MACs = multiply-accumulates of conv/FC layers,
+accounting use one set of formulas (docs/model.md: MACs = multiply-accumulates of conv/FC layers,
 biases excluded).
 """
 

@@ -1,0 +1,119 @@
+"""Building a run's model from its config, loading finished or checkpointed runs, and copying
+module weights between models of different depth (gradual learning, paper eq. 5).
+
+A run directory holds `config.json` (the resolved flags, plus a `run` section with what the data
+told the trainer: classes, input convention, steps), `checkpoints/`, `model.keras` once finished,
+and `export/<version>/`.
+"""
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_pyramid.modeling import build_model, is_pyramid
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def learning_rule_from_config(config):
+    """`model.compile(learning_rule=...)` from resolved trainer flags."""
+    return {"lambda_f": config["lambda_f"], "lambda_t": config["lambda_t"],
+            "lambda_r": config["lambda_r"],
+            "target_locations": list(config["c_t"]) or None,
+            "target_cell_probability": config["c_r"],
+            "mc_samples": config["mc_samples"],
+            "level_weights": list(config["level_weights"]) or None,
+            "baseline_decay": config["baseline_decay"]}
+
+
+def build_from_config(config, num_classes=None, input_convention=None):
+    """The run's model (pyramid or baseline), untrained and uncompiled.
+
+    `num_classes` and `input_convention` (a dict) default to the config's `run` section, which
+    the trainer writes once it has seen the data.
+    """
+    run = config.get("run") or {}
+    num_classes = num_classes if num_classes is not None else run.get("num_classes")
+    convention = input_convention if input_convention is not None else run.get(
+        "input_convention")
+    if num_classes is None or convention is None:
+        raise ValueError("The run config has no `run` section (num_classes, input_convention): "
+                         "it was not written by the trainer.")
+    name, levels = config["model"], config["levels"]
+    kwargs = dict(levels=levels, num_classes=num_classes, channels=convention["channels"],
+                  input_convention=convention)
+    if is_pyramid(name):
+        kwargs.update(policy=config.get("policy") or "threshold", seed=config.get("seed"))
+    return build_model(name, **kwargs)
+
+
+def checkpoint_for(model, **others):
+    """The `tf.train.Checkpoint` layout of training runs: the model, its extra training state
+    (attention seed) and `others` (optimizer, step, epoch)."""
+    return tf.train.Checkpoint(model=model, **model.checkpoint_state(), **others)
+
+
+def read_config(model_dir):
+    """The run's config.json as a dict, or None when there is none."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_run_model(path, checkpoint=None, prefer_checkpoint=False, compile=False):
+    """A model from a .keras file, a run directory's model.keras, or its (latest) checkpoint.
+
+    Returns `(model, source description)`. With `prefer_checkpoint` (or `checkpoint` given) a
+    run directory's checkpoint is used even when model.keras exists. `compile`: compiled with
+    the saved learning rule (reward baselines included) rather than bare.
+    """
+    if os.path.isfile(path):
+        return keras.saving.load_model(path, compile=compile), path
+    keras_file = os.path.join(path, MODEL_FILE)
+    if os.path.exists(keras_file) and not (prefer_checkpoint or checkpoint):
+        return keras.saving.load_model(keras_file, compile=compile), keras_file
+    config = read_config(path)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(path, CHECKPOINT_DIR))
+    if config is None or checkpoint is None:
+        raise FileNotFoundError(f"{path}: no {MODEL_FILE}, or no {CONFIG_FILE} and checkpoint.")
+    model = build_from_config(config)
+    if compile:
+        model.compile(optimizer=keras.optimizers.Adam(),
+                      learning_rule=learning_rule_from_config(config))
+    checkpoint_for(model).restore(checkpoint).expect_partial().assert_existing_objects_matched()
+    return model, checkpoint
+
+
+def copy_module_weights(source, target):
+    """Copies every module weight of `source` into `target` (same architecture, any levels).
+
+    The reward baselines of the depths both models have are copied too (when both are
+    compiled); deeper ones start from the source's deepest value. Returns the number of weight
+    arrays copied.
+    """
+    if type(source) is not type(target):
+        raise ValueError(f"Cannot initialise a {type(target).__name__} from a "
+                         f"{type(source).__name__}: --init_from needs the same kind of model.")
+    copied = 0
+    for src, dst in zip(source.module_layers(), target.module_layers()):
+        src_weights, dst_weights = src.get_weights(), dst.get_weights()
+        shapes = [w.shape for w in src_weights], [w.shape for w in dst_weights]
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"--init_from: module {dst.name} has weight shapes {shapes[1]} here "
+                             f"but {shapes[0]} in the source model; use the same --model (and "
+                             "dataset channels / classes).")
+        dst.set_weights(src_weights)
+        copied += len(src_weights)
+    if hasattr(source, "reward_baseline") and hasattr(target, "reward_baseline"):
+        values = np.asarray(source.reward_baseline.numpy())
+        target_values = np.full(target.exit_levels, values[-1], np.float32)
+        n = min(len(values), target.exit_levels)
+        target_values[:n] = values[:n]
+        target.reward_baseline.assign(target_values)
+    return copied

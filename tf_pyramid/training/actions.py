@@ -1,0 +1,158 @@
+"""What the training loop does besides training steps, one small action each.
+
+The loop (`Trainer.train`) runs compiled chunks of steps; after each chunk it calls
+`after_steps(trainer, step, logs)` on every action, and at the end of each epoch
+`after_epoch(trainer, epoch, logs)`. `steps_until(step)` lets an action bound the next chunk (a
+checkpoint lands exactly on its step), and `close()` runs when the loop stops for any reason.
+"""
+import sys
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+from tensorflow.core.framework import summary_pb2
+
+from tf_pyramid.training import evaluation
+
+
+def write_scalar(name, value, step):
+    """The record `tf.summary.scalar` writes, through the core `tf.summary.write`: the
+    `tensorboard` package, which implements `tf.summary.scalar`, need not be installed."""
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
+    return tf.summary.write(name, tf.constant(float(value), tf.float32), step=step,
+                            metadata=metadata.SerializeToString())
+
+
+def format_logs(logs):
+    return ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+
+
+class Action:
+    """A no-op action; subclasses override what they need."""
+
+    def steps_until(self, step):  # noqa: ARG002
+        """Steps the next chunk may run from `step` (None: no bound)."""
+        return None
+
+    def after_steps(self, trainer, step, logs):
+        pass
+
+    def after_epoch(self, trainer, epoch, logs):
+        pass
+
+    def close(self):
+        pass
+
+
+class Progress(Action):
+    """Keras's console convention: a live progress bar on a terminal, one line per epoch when
+    stdout is a file or a pipe (CI, nohup, a log file). Shows the model's own metrics."""
+
+    def __init__(self, steps_per_epoch, epochs, enabled=True, interactive=None):
+        self.steps_per_epoch, self.epochs, self.enabled = steps_per_epoch, epochs, enabled
+        self.interactive = sys.stdout.isatty() if interactive is None else interactive
+        self._bar, self._epoch = None, None
+
+    def _start(self, trainer, step):
+        epoch = step // self.steps_per_epoch
+        if self._epoch == epoch:
+            return
+        self._epoch = epoch
+        if self.enabled and self.interactive:
+            print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
+        self._bar = keras.utils.Progbar(
+            self.steps_per_epoch, verbose=(1 if self.interactive else 0) if self.enabled else 0,
+            stateful_metrics=trainer.metric_names, unit_name="step")
+        self._started = time.time()
+
+    def after_steps(self, trainer, step, logs):
+        self._start(trainer, step - 1)
+        shown = [(k, v) for k, v in logs.items() if k in trainer.metric_names]
+        self._bar.update(step - self._epoch * self.steps_per_epoch, shown, finalize=False)
+
+    def after_epoch(self, trainer, epoch, logs):
+        if not self.enabled:
+            return
+        if self.interactive:
+            self._bar.update(self.steps_per_epoch, finalize=True)
+        else:
+            shown = {k: v for k, v in logs.items() if k in trainer.metric_names}
+            print(f"Epoch {epoch + 1}/{self.epochs} ({time.time() - self._started:.0f} s): "
+                  f"{format_logs(shown)}", flush=True)
+
+
+class TrainingSummaries(Action):
+    """TensorBoard scalars of the training logs every `every` steps and at every epoch end."""
+
+    def __init__(self, writer, every):
+        self.writer, self.every = writer, every
+
+    def _write(self, step, logs):
+        with self.writer.as_default(step=step):
+            for name, value in logs.items():
+                write_scalar(name, value, step)
+
+    def after_steps(self, trainer, step, logs):
+        if step % self.every < trainer.last_chunk:
+            self._write(step, logs)
+
+    def after_epoch(self, trainer, epoch, logs):
+        self._write(trainer.current_step, logs)
+
+    def close(self):
+        self.writer.flush()
+
+
+class PeriodicCheckpoint(Action):
+    """A checkpoint every `every` steps and at every epoch end."""
+
+    def __init__(self, every):
+        self.every = every
+
+    def steps_until(self, step):
+        return (step // self.every + 1) * self.every - step
+
+    def after_steps(self, trainer, step, logs):
+        if step % self.every == 0 and step % trainer.steps_per_epoch:
+            trainer.save_checkpoint("periodic")
+
+    def after_epoch(self, trainer, epoch, logs):
+        trainer.save_checkpoint("epoch end")
+
+
+class Validation(Action):
+    """Per-level evaluation of the validation split after every epoch (logged and summarised)."""
+
+    def __init__(self, dataset, writer, split):
+        self.dataset, self.writer, self.split = dataset, writer, split
+
+    def after_epoch(self, trainer, epoch, logs):
+        scalars = evaluation.scalar_logs(trainer.evaluator.evaluate(self.dataset))
+        with self.writer.as_default(step=trainer.current_step):
+            for name, value in scalars.items():
+                write_scalar(name, value, trainer.current_step)
+        logging.info("Epoch %d validation (%s): %s", epoch + 1, self.split, format_logs(scalars))
+
+    def close(self):
+        self.writer.flush()
+
+
+class KerasCallbacks(Action):
+    """Keras callbacks (e.g. `tf_pyramid.callbacks.AttentionImages`) at every epoch end, as
+    `model.fit` would call them."""
+
+    def __init__(self, callbacks, model):
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def after_epoch(self, trainer, epoch, logs):
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, dict(logs))
+
+    def close(self):
+        for callback in self.callbacks:
+            callback.on_train_end()
