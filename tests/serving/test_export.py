@@ -10,6 +10,7 @@ import tensorflow as tf
 import tf_pyramid
 from tests.serving.helpers import run_python, run_script
 from tf_pyramid import serving
+from tf_pyramid.data import input_convention
 from tf_pyramid.serving import export_lib
 
 LEVELS = 3
@@ -17,6 +18,7 @@ SIDE = 56
 PYRAMID_SIGNATURES = ["serving_default", "level_1", "level_2", "level_3", "anytime",
                       "serving_bytes"]
 OUTPUTS = ["classes", "levels_used", "macs", "num_locations", "probabilities"]
+CONVENTION = input_convention("mnist", SIDE)  # 1 channel, [0, 1], area resize
 
 
 def _pixels(seed, n, height=SIDE, width=SIDE, channels=1):
@@ -33,7 +35,8 @@ def exported(tmp_path_factory):
     run_dir, base = root / "run", root / "serving"
     run_dir.mkdir()
     keras.utils.set_random_seed(7)
-    model = tf_pyramid.build_model("mnist_m2", levels=LEVELS, num_classes=5)
+    model = tf_pyramid.build_model("mnist_m2", levels=LEVELS, num_classes=5,
+                                   input_convention=CONVENTION.get_config())
     model.save(run_dir / "model.keras")
     (run_dir / "config.json").write_text(json.dumps(
         {"model": "mnist_m2", "levels": LEVELS, "dataset": "mnist_noisy", "resolution": SIDE}))
@@ -45,7 +48,7 @@ def exported(tmp_path_factory):
     model = keras.saving.load_model(run_dir / "model.keras")
     images = _pixels(0, 6)
     return {"dir": version_dir, "base": base, "loaded": loaded, "model": model,
-            "images": images, "functions": serving.ServingFunctions(model, (0.0, 1.0))}
+            "images": images, "functions": serving.ServingFunctions(model, CONVENTION)}
 
 
 def _call(loaded, name, **inputs):
@@ -55,7 +58,7 @@ def _call(loaded, name, **inputs):
 
 def _expected(model, images, depth):
     """What the Keras model says on the same images, preprocessed as in evaluation."""
-    outputs = model(serving.prepare_images(images, SIDE, 1, (0.0, 1.0)), training=False,
+    outputs = model(serving.prepare_images(images, CONVENTION), training=False,
                     depth=depth, policy="threshold")
     probabilities = tf.nn.softmax(outputs["logits"]).numpy()
     return {"probabilities": probabilities, "classes": probabilities.argmax(-1),
@@ -152,9 +155,9 @@ def test_anytime_stops_some_images_and_skips_their_work(exported):
 
 def test_anytime_eager_function_equals_the_signature(exported):
     images = exported["images"]
-    model_images = serving.prepare_images(images, SIDE, 1, (0.0, 1.0))
+    model_images = serving.prepare_images(images, CONVENTION)
     threshold = np.float32(0.2)
-    eager = serving.anytime(exported["model"], model_images, threshold)
+    eager = exported["model"].anytime(model_images, threshold)
     got = _call(exported["loaded"], "anytime", images=images, threshold=threshold)
     _assert_outputs_equal(got, {k: v.numpy() for k, v in eager.items()})
 
@@ -195,8 +198,8 @@ def test_fresh_process_with_only_tensorflow_equals_keras_model(exported, tmp_pat
                           _expected(model, images, LEVELS))
     _assert_outputs_equal({k: got[f"serving_bytes/{k}"] for k in OUTPUTS},
                           _expected(model, np.round(images), LEVELS))
-    model_images = serving.prepare_images(images, SIDE, 1, (0.0, 1.0))
-    anytime = serving.anytime(model, model_images, 0.2)
+    model_images = serving.prepare_images(images, CONVENTION)
+    anytime = model.anytime(model_images, 0.2)
     _assert_outputs_equal({k: got[f"anytime/{k}"] for k in OUTPUTS},
                           {k: v.numpy() for k, v in anytime.items()})
 
@@ -256,7 +259,10 @@ def test_bad_byte_requests(exported, data, match):
 def test_baseline_export(tmp_path):
     keras.utils.set_random_seed(1)
     model = tf_pyramid.build_model("mnist_bl1", levels=2, num_classes=3)
-    path = serving.export_saved_model(model, str(tmp_path))
+    with pytest.raises(ValueError, match="carries no input convention"):
+        serving.export_saved_model(model, str(tmp_path))
+    path = serving.export_saved_model(model, str(tmp_path), value_range="0,1",
+                                      resize_method="area")
     assert path == str(tmp_path / "1")
     loaded = tf.saved_model.load(path)
     assert sorted(loaded.signatures) == sorted(["serving_default", "level_1", "anytime",
@@ -272,6 +278,7 @@ def test_baseline_export(tmp_path):
     np.testing.assert_allclose(default["probabilities"],
                                tf.nn.softmax(expected["logits"]).numpy(), atol=1e-5)
     # Versions: the next free one, and no silent overwrite.
+    model.input_convention = input_convention("mnist", 28).get_config()
     assert serving.export_saved_model(model, str(tmp_path)) == str(tmp_path / "2")
     with pytest.raises(FileExistsError, match="next free one"):
         serving.export_saved_model(model, str(tmp_path), version=1)

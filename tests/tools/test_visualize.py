@@ -9,10 +9,13 @@ import pytest
 import tensorflow as tf
 
 import tf_pyramid
+from tf_pyramid.data import input_convention
 from tests.serving.helpers import run_python
 from tf_pyramid import visualization
 from tf_pyramid.callbacks import AttentionImages
 
+
+MNIST_28 = input_convention("mnist", 28).get_config()
 
 def png_size(path):
     """(height, width) from the PNG header."""
@@ -27,7 +30,8 @@ def test_visualize_cli_on_a_run_directory(tmp_path):
     keras.utils.set_random_seed(0)
     run = tmp_path / "run"
     run.mkdir()
-    tf_pyramid.build_model("mnist_m2", levels=2, num_classes=10).save(run / "model.keras")
+    tf_pyramid.build_model("mnist_m2", levels=2, num_classes=10,
+                           input_convention=MNIST_28).save(run / "model.keras")
     (run / "config.json").write_text(json.dumps({"model": "mnist_m2", "dataset": "mnist"}))
     digit = np.zeros([40, 40, 1], np.uint8)
     digit[8:30, 12:20] = 255
@@ -79,7 +83,8 @@ def _image_summaries(log_dir):
 
 def test_attention_images_callback_with_fit_and_a_custom_loop(tmp_path):
     keras.utils.set_random_seed(4)
-    model = tf_pyramid.build_model("mnist_m2", levels=2, num_classes=3)
+    model = tf_pyramid.build_model("mnist_m2", levels=2, num_classes=3,
+                                   input_convention=MNIST_28)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     x = np.random.default_rng(0).uniform(0, 1, [8, 28, 28, 1]).astype("float32")
     y = np.arange(8) % 3

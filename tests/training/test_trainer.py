@@ -11,6 +11,7 @@ import tensorflow as tf
 import tf_pyramid  # noqa: F401  (registers the model classes)
 from tests.training.helpers import tiny_config
 from tf_pyramid import runs
+from tf_pyramid.callbacks import AttentionImages
 from tf_pyramid.modeling import StepDecay
 from tf_pyramid.train import export_run
 from tf_pyramid.training import Trainer, evaluation
@@ -21,8 +22,10 @@ ENTRY_KEYS = {"level", "accuracy", "mean_locations", "mean_macs"}
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    attention = AttentionImages(np.zeros([2, 28, 28, 1], np.float32),
+                                log_dir=str(model_dir / "logs"), panel_px=32)
     trainer = Trainer(tiny_config(model_dir, validation_split="validation", export=True,
-                                  steps_per_loop=2, eval_split="test"))
+                                  steps_per_loop=2, eval_split="test"), callbacks=[attention])
     result = trainer.run()
     export_run(str(model_dir))  # what `python -m tf_pyramid.train` does after the run
     return model_dir, trainer, result
@@ -45,7 +48,7 @@ def test_run_writes_config_checkpoints_metrics_model(finished_run):
     assert metrics["levels"][1]["mean_macs"] >= metrics["levels"][0]["mean_macs"]
     assert metrics["num_examples"] == 500 and metrics["split"] == "test"
 
-    for split in ("train", "validation"):
+    for split in ("train", "validation", "attention"):  # attention: the Keras callback
         events = os.listdir(model_dir / "logs" / split)
         assert events and events[0].startswith("events.out.tfevents")
     assert os.path.exists(model_dir / "export" / "1" / "saved_model.pb")

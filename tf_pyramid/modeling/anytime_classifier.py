@@ -46,7 +46,7 @@ class AnytimeClassifier(keras.Model):
     def __init__(self, input_convention=None, **kwargs):
         super().__init__(**kwargs)
         self.input_convention = dict(input_convention) if input_convention else None
-        self.learning_rule = None
+        self._set_learning_rule(None)
 
     # ------------------------------------------------------------------------------------
     # The contract.
@@ -99,7 +99,7 @@ class AnytimeClassifier(keras.Model):
         baseline = rule.pop("reward_baseline", None)
         resolved = rules.resolve_learning_rule(rule, self.exit_levels)
         super().compile(optimizer=optimizer, **kwargs)
-        self.learning_rule = resolved
+        self._set_learning_rule(resolved)
         # Not a Keras-tracked weight (state may not be added to a built model); a model
         # attribute all the same, so `tf.train.Checkpoint(model=...)` saves and restores it.
         self.reward_baseline = keras.Variable(
@@ -133,6 +133,16 @@ class AnytimeClassifier(keras.Model):
         self.compile(learning_rule=rule, **config)
         if self.built and getattr(self, "optimizer", None) is not None:
             self.optimizer.build(self.trainable_variables)
+
+    @property
+    def learning_rule(self):
+        """The resolved learning rule (a plain dict), None before `compile`."""
+        return self._learning_rule
+
+    def _set_learning_rule(self, rule):
+        # Past TensorFlow's attribute tracking, which would wrap the dict in a proxy that is
+        # neither JSON serialisable nor a plain dict.
+        object.__setattr__(self, "_learning_rule", rule)
 
     def _require_compiled(self):
         if self.learning_rule is None:
