@@ -2,8 +2,8 @@ r"""Trains a tf_pyramid model.
 
   python -m tf_pyramid.train --flagfile=flags/quickstart.cfg [--model_dir=DIR] [--flag=value ...]
 
-Flags after the flagfile override it (a list flag such as --c_t given on the command line replaces
-the flagfile's list). The run directory gets config.json, checkpoints/ (a rerun
+Flags after the flagfile override it (a list flag such as --c_t=3.2,13.5 given on the command line
+replaces the flagfile's list). The run directory gets config.json, checkpoints/ (a rerun
 resumes from the last one), logs/{train,validation} (TensorBoard), and at the end metrics.json
 (per-level evaluation), model.keras and export/<version> (TF Serving). See docs/training.md.
 """
@@ -17,6 +17,7 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from tf_pyramid.training import flags as training_flags  # noqa: E402
+from tf_pyramid.training.flagfiles import flagfiles_in_argv  # noqa: E402
 
 FLAGS = flags.FLAGS
 training_flags.define_flags(FLAGS)
@@ -26,7 +27,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
     try:
-        config = training_flags.resolve_config(training_flags.config_from_flags(FLAGS))
+        config = training_flags.resolve_config(training_flags.config_from_flags(FLAGS),
+                                               flagfiles=flagfiles_in_argv(sys.argv))
     except training_flags.FlagError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
@@ -44,17 +46,8 @@ def main(argv):
     return 0
 
 
-def parse_flags(argv):
-    """absl parsing, except that list flags given on the command line (`--c_t`,
-    `--level_weights`) replace the flagfile's list instead of extending it."""
-    rest = FLAGS(argv)
-    for name, values in training_flags.command_line_lists(argv).items():
-        FLAGS[name].value = values
-    return rest
-
-
 def run():
-    app.run(main, flags_parser=parse_flags)
+    app.run(main)
 
 
 if __name__ == "__main__":

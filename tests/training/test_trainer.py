@@ -11,7 +11,6 @@ import tensorflow as tf
 import tf_pyramid  # noqa: F401  (registers the model classes)
 from tests.training.helpers import tiny_config
 from tf_pyramid.training import Trainer, evaluation, restore
-from tf_pyramid.training.flags import command_line_lists
 from tf_pyramid.training.schedule import StepDecay
 
 ENTRY_KEYS = {"level", "accuracy", "mean_locations", "mean_macs"}
@@ -41,7 +40,7 @@ def test_run_writes_config_checkpoints_metrics_model(finished_run):
         assert 0.0 <= entry["accuracy"] <= 1.0
     assert metrics["levels"][0]["mean_locations"] == 0.0
     assert metrics["levels"][1]["mean_macs"] >= metrics["levels"][0]["mean_macs"]
-    assert metrics["num_examples"] == 500 and metrics["split"] == "test"
+    assert metrics["num_examples"] == 500 and metrics["split"] == "validation"
 
     for split in ("train", "validation"):
         events = os.listdir(model_dir / "logs" / split)
@@ -148,11 +147,6 @@ def test_schedule_drops_at_80_and_90_percent_and_serializes():
     np.testing.assert_allclose(values, [0.01, 0.01, 0.002, 0.002, 0.0004, 0.0004], rtol=1e-6)
     clone = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert clone.get_config() == schedule.get_config()
-
-
-def test_command_line_lists_replace_flagfile_lists():
-    argv = ["train", "--flagfile=x.cfg", "--c_t=3", "--c_t=7.5", "--epochs=2"]
-    assert command_line_lists(argv) == {"c_t": [3.0, 7.5]}
 
 
 def test_cli_evaluate_and_bad_flag(finished_run, tmp_path):
