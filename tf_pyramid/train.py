@@ -3,7 +3,8 @@ r"""Trains a tf_pyramid model.
   python -m tf_pyramid.train --flagfile=flags/quickstart.cfg [--model_dir=DIR] [--flag=value ...]
   python -m tf_pyramid.train --flagfile=F --dry_run     # print the resolved configuration
 
-Flags after the flagfile override it. The run directory gets config.json, checkpoints/ (a rerun
+Flags after the flagfile override it (a list flag such as --c_t=3.2,13.5 given on the command line
+replaces the flagfile's list). The run directory gets config.json, checkpoints/ (a rerun
 resumes from the last one), logs/{train,validation} (TensorBoard), and at the end metrics.json
 (per-level evaluation), model.keras and export/<version> (TF Serving). See docs/training.md.
 """
@@ -18,6 +19,7 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from tf_pyramid.training import flags as training_flags  # noqa: E402
+from tf_pyramid.training.flagfiles import flagfiles_in_argv  # noqa: E402
 
 FLAGS = flags.FLAGS
 training_flags.define_flags(FLAGS)
@@ -41,12 +43,13 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
     config = training_flags.config_from_flags(FLAGS)
+    flagfiles = flagfiles_in_argv(sys.argv)
     try:
         if FLAGS.dry_run:
-            print(json.dumps(training_flags.resolve_config(config), indent=2))
+            print(json.dumps(training_flags.resolve_config(config, flagfiles), indent=2))
             return 0
         from tf_pyramid.training import trainer  # noqa: PLC0415  (imports TensorFlow)
-        result = trainer.Trainer(config).run()
+        result = trainer.Trainer(config, flagfiles=flagfiles).run()
     except training_flags.FlagError as error:
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_USAGE

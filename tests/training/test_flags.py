@@ -5,6 +5,7 @@ import os
 import pytest
 from absl import flags as absl_flags
 
+from tf_pyramid.training import flagfiles
 from tf_pyramid.training import flags as training_flags
 from tf_pyramid.training.flags import FlagError, default_config, resolve_config
 
@@ -76,32 +77,189 @@ def test_multi_worker_needs_tf_config(monkeypatch):
         resolve_config(config(strategy="multi_worker"))
 
 
+FLAGS_DIR = os.path.join(REPO, "flags")
+FAMILY_DIR = os.path.join(FLAGS_DIR, "common")
+ALL_FLAGFILES = sorted(glob.glob(os.path.join(FLAGS_DIR, "**", "*.cfg"), recursive=True))
+FAMILY_FLAGFILES = [p for p in ALL_FLAGFILES if os.path.dirname(p) == FAMILY_DIR]
+EXPERIMENT_FLAGFILES = [p for p in ALL_FLAGFILES if p not in FAMILY_FLAGFILES]
+SELF_CONTAINED = {"quickstart.cfg"}  # the README's first command: readable on its own
+ALIASES = {"m2_256.cfg": "imagenet/m2_256_ct29.cfg"}  # a short name that nests one experiment
+
+
+def relative(path):
+    return os.path.relpath(path, FLAGS_DIR)
+
+
 def _parse_flagfile(path, *extra):
+    """absl's own parse of a flagfile; nested `--flagfile=` paths are relative to the current
+    directory, so it runs from the repository root like the trainer."""
     values = absl_flags.FlagValues()
     training_flags.define_flags(values)
-    values(["train", f"--flagfile={path}", *extra])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)
+        values(["train", f"--flagfile={path}", *extra])
     return training_flags.config_from_flags(values)
 
 
-@pytest.mark.parametrize(
-    "path", sorted(glob.glob(os.path.join(REPO, "flags", "**", "*.cfg"), recursive=True)),
-    ids=lambda path: os.path.relpath(path, os.path.join(REPO, "flags")))
+@pytest.fixture(scope="module")
+def experiments():
+    """`{path relative to flags/: raw flag dict}` of every experiment flagfile."""
+    return {relative(path): _parse_flagfile(path) for path in EXPERIMENT_FLAGFILES}
+
+
+def own_assignments(path):
+    """The `--name=value` lines of a flagfile itself (nested files not expanded)."""
+    with open(path) as file:
+        lines = [line.strip() for line in file]
+    return [tuple(line[2:].split("=", 1)) for line in lines if line.startswith("--")]
+
+
+def test_experiment_flagfiles_are_found_in_every_folder():
+    folders = {os.path.dirname(relative(path)) for path in EXPERIMENT_FLAGFILES}
+    assert {"", "mnist", "imagenet", "multilevel"} <= folders
+    assert len(EXPERIMENT_FLAGFILES) >= 60 and FAMILY_FLAGFILES
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FLAGFILES, ids=relative)
 def test_every_flagfile_parses_and_resolves(path, tmp_path):
     raw = _parse_flagfile(path, f"--model_dir={tmp_path / 'run'}")
-    if raw["init_from"]:  # the previous stage does not exist here: check the name only
-        assert raw["init_from"].startswith(("/tmp/tf_pyramid/", "runs/")), raw["init_from"]
+    if raw["init_from"]:  # the previous stage does not exist here (its chain is checked below)
+        assert raw["init_from"].startswith("runs/"), raw["init_from"]
         raw["init_from"] = None
     if raw["data_dir"] and not os.path.isdir(raw["data_dir"]):
         raw["data_dir"] = None
     c = resolve_config(raw)
-    assert c["levels"] >= 1
+    assert c["levels"] >= 1 and c["model_dir"] == str(tmp_path / "run")
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FLAGFILES, ids=relative)
+def test_experiment_files_nest_a_family_file_and_state_only_what_differs(path):
+    name = relative(path)
+    own = own_assignments(path)
+    if name in SELF_CONTAINED:
+        assert not [value for key, value in own if key == "flagfile"]
+        return
+    if name in ALIASES:
+        assert own == [("flagfile", f"flags/{ALIASES[name]}")]
+        return
+    key, family = own[0]
+    assert key == "flagfile" and family.startswith("flags/common/"), own[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(REPO)
+        inherited = dict(flagfiles.read_assignments(family))
+    restated = [(k, v) for k, v in own[1:] if inherited.get(k) == v]
+    assert not restated, f"{name} restates its family file's {restated}"
+    assert not {"model", "resolution", "model_dir", "init_from"} & set(inherited)
+
+
+def test_family_files_hold_the_paper_hyper_parameters():
+    def family(name):
+        raw = _parse_flagfile(os.path.join(FAMILY_DIR, name))
+        return {k: raw[k] for k in ("dataset", "epochs", "batch_size", "learning_rate",
+                                    "lambda_f", "lambda_t", "lambda_r", "mc_samples",
+                                    "eval_split", "eval_passes", "policy")}
+
+    assert family("mnist_pyramid.cfg") == dict(
+        dataset="mnist", epochs=70, batch_size=128, learning_rate=0.01, lambda_f=1e-6,
+        lambda_t=1e-7, lambda_r=1e-7, mc_samples=2, eval_split="validation", eval_passes=20,
+        policy="sample")
+    assert family("imagenet_pyramid.cfg") == dict(
+        dataset="imagenet2012", epochs=200, batch_size=128, learning_rate=0.001, lambda_f=1e-8,
+        lambda_t=1e-9, lambda_r=1e-9, mc_samples=2, eval_split="validation", eval_passes=1,
+        policy="threshold")
+    for name in ("mnist.cfg", "imagenet.cfg"):  # baselines: no learning rule, no attention
+        values = family(name)
+        assert values["lambda_f"] == values["lambda_t"] == values["lambda_r"] == 0.0
+        assert values["policy"] == "threshold" and values["eval_split"] == "validation"
+
+
+def test_every_init_from_is_the_previous_resolution_of_the_same_model(experiments):
+    by_model_dir = {}
+    for name, raw in experiments.items():
+        if name not in ALIASES:
+            by_model_dir.setdefault(os.path.normpath(raw["model_dir"]), []).append(name)
+    chained = 0
+    for name, raw in experiments.items():
+        if not raw["init_from"]:
+            continue
+        previous = by_model_dir.get(os.path.normpath(raw["init_from"]), [])
+        assert len(previous) == 1, (name, raw["init_from"], previous)
+        before = experiments[previous[0]]
+        assert before["model"] == raw["model"], (name, previous[0])
+        assert before["resolution"] * 2 == raw["resolution"], (name, previous[0])
+        chained += 1
+    assert chained  # the rule of which files chain is checked below
+
+
+def test_chains_follow_the_paper(experiments):
+    """ImageNet: 32 and 64 px from scratch, every 128 / 256 px session (models and baselines) from
+    the previous resolution; MNIST: 56 px gradual variants beside from-scratch ones."""
+    for name, raw in experiments.items():
+        if name.startswith(("imagenet/", "multilevel/")):
+            assert bool(raw["init_from"]) == (raw["resolution"] >= 128), name
+        elif name.startswith("mnist/"):
+            assert bool(raw["init_from"]) == name.endswith("_gradual.cfg"), name
+            if name.endswith("_gradual.cfg"):
+                assert raw["resolution"] == 56
+                assert name.replace("_gradual", "") in experiments  # the from-scratch twin
+    gradual_mnist = [n for n in experiments if n.startswith("mnist/") and "_gradual" in n]
+    assert len([n for n in gradual_mnist if "/bl" in n]) == 3
+    assert len([n for n in gradual_mnist if "/m" in n]) == 6
+
+
+def test_no_two_flagfiles_share_a_model_dir(experiments):
+    seen = {}
+    for name, raw in experiments.items():
+        if name in ALIASES:
+            assert raw["model_dir"] == experiments[ALIASES[name]]["model_dir"]
+            continue
+        model_dir = os.path.normpath(raw["model_dir"])
+        assert model_dir not in seen, f"{name} and {seen[model_dir]} share {model_dir}"
+        seen[model_dir] = name
+
+
+def test_paper_evaluation_protocol(experiments):
+    """MNIST: the mean of 20 re-drawn passes on validation, sampled attention for the models;
+    ImageNet: the validation split (its test labels are not public)."""
+    for name, raw in experiments.items():
+        if name.startswith("mnist/"):
+            assert raw["eval_split"] == "validation" and raw["eval_passes"] == 20, name
+            pyramid = training_flags.is_pyramid(raw["model"])
+            assert raw["policy"] == ("sample" if pyramid else "threshold"), name
+        elif raw["dataset"] == "imagenet2012":
+            assert raw["eval_split"] == "validation", name
+
+
+def test_eval_split_defaults_to_validation():
+    assert default_config()["eval_split"] == "validation"
+
+
+def test_command_line_list_replaces_the_flagfiles(tmp_path):
+    path = os.path.join(FLAGS_DIR, "multilevel", "imagenet_m2_128.cfg")
+    c = resolve_config(dict(_parse_flagfile(path, f"--model_dir={tmp_path}"), init_from=None))
+    assert c["c_t"] == [3.2, 13.5] and c["level_weights"] == [1.0, 1.0, 1.0]
+    c = resolve_config(dict(_parse_flagfile(path, f"--model_dir={tmp_path}", "--c_t=7",
+                                            "--level_weights=0,1,1"), init_from=None))
+    assert c["c_t"] == [7.0] and c["level_weights"] == [0.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--c_t=2,x", "--c_t takes numbers separated by commas, e.g. --c_t=3.2,13.5"),
+    ("--level_weights=1,one", "--level_weights takes numbers separated by commas"),
+    ("--c_t=2,3,4", "--c_t has 3 values for 2 levels"),
+])
+def test_bad_list_values(flag, message, tmp_path):
+    raw = _parse_flagfile(os.path.join(FLAGS_DIR, "quickstart.cfg"), f"--model_dir={tmp_path}",
+                          flag)
+    with pytest.raises(FlagError) as error:
+        resolve_config(raw)
+    assert message in str(error.value)
 
 
 def test_flagfile_overrides_and_multi_c_t(tmp_path):
     path = tmp_path / "multi.cfg"
     path.write_text("--model=imagenet_m2\n--dataset=imagenet2012\n--resolution=128\n"
-                    "--c_t=3.2\n--c_t=13.5\n--level_weights=0\n--level_weights=1\n"
-                    "--level_weights=1\n# comment\n")
+                    "--c_t=3.2,13.5\n--level_weights=0,1,1\n# comment\n")
     c = resolve_config(_parse_flagfile(path, f"--model_dir={tmp_path}", "--epochs=3"))
     assert c["c_t"] == [3.2, 13.5] and c["level_weights"] == [0.0, 1.0, 1.0]
     assert c["epochs"] == 3 and c["levels"] == 3 and c["learning_rate"] == 0.001

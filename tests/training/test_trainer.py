@@ -10,11 +10,16 @@ import tensorflow as tf
 
 import tf_pyramid  # noqa: F401  (registers the model classes)
 from tests.training.helpers import tiny_config
+<<<<<<< HEAD
 from tf_pyramid import runs
 from tf_pyramid.callbacks import AttentionImages
 from tf_pyramid.modeling import StepDecay
 from tf_pyramid.train import export_run
 from tf_pyramid.training import Trainer, evaluation
+=======
+from tf_pyramid.training import Trainer, evaluation, restore
+from tf_pyramid.training.schedule import StepDecay
+>>>>>>> flagfiles
 
 ENTRY_KEYS = {"level", "accuracy", "mean_locations", "mean_macs"}
 
@@ -46,7 +51,7 @@ def test_run_writes_config_checkpoints_metrics_model(finished_run):
         assert 0.0 <= entry["accuracy"] <= 1.0
     assert metrics["levels"][0]["mean_locations"] == 0.0
     assert metrics["levels"][1]["mean_macs"] >= metrics["levels"][0]["mean_macs"]
-    assert metrics["num_examples"] == 500 and metrics["split"] == "test"
+    assert metrics["num_examples"] == 500 and metrics["split"] == "validation"
 
     for split in ("train", "validation", "attention"):  # attention: the Keras callback
         events = os.listdir(model_dir / "logs" / split)

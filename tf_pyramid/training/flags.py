@@ -14,10 +14,10 @@ from tf_pyramid.data.mnist import CANVAS_SIZE as MNIST_CANVAS
 from tf_pyramid.data.mnist import SOURCES, VARIANTS
 from tf_pyramid.modeling import MODEL_NAMES, is_pyramid, learning_rule, levels_for_resolution
 from tf_pyramid.modeling.architectures import architecture
+from tf_pyramid.training.flagfiles import run_first_message
 from tf_pyramid.training.strategy import STRATEGIES, check_tf_config
 
 DEFAULT_LEARNING_RATE = {"mnist": 0.01}  # others: 0.001 (paper A.4)
-LIST_FLAGS = ("c_t", "level_weights")  # repeated flags (absl multi flags)
 PYRAMID_ONLY = ("lambda_f", "lambda_t", "lambda_r", "c_t", "c_r", "level_weights")
 # The flag behind each learning-rule key (`learning_rule.LearningRuleError.key`).
 RULE_FLAGS = {"lambda_f": "lambda_f", "lambda_t": "lambda_t", "lambda_r": "lambda_r",
@@ -65,15 +65,17 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_float("lambda_f", 0.0, "Weight of the REINFORCE term (eq. 13).", **fv)
     flags.DEFINE_float("lambda_t", 0.0, "Weight of R_t, the attended-cells target (eq. 14).", **fv)
     flags.DEFINE_float("lambda_r", 0.0, "Weight of R_r, the uniform-cells term (eq. 15).", **fv)
-    flags.DEFINE_multi_float("c_t", [], "Target number of attended cells: one value, or one per "
-                             "depth 2..L for the multi-level rule (repeat the flag).", **fv)
+    flags.DEFINE_list("c_t", [], "Target number of attended cells: one value, or one per depth "
+                      "2..L for the multi-level rule (comma separated: --c_t=3.2,13.5).", **fv)
     flags.DEFINE_float("c_r", None, "Target per-cell probability of R_r; default: the value "
                        "consistent with c_t (every cell equally likely).", **fv)
     flags.DEFINE_integer("mc_samples", learning_rule.DEFAULTS["mc_samples"], "M, Monte Carlo "
                          "samples (mask draws) per image.", lower_bound=1, **fv)
-    flags.DEFINE_multi_float("level_weights", [], "lambda_z of the multi-level rule, one per "
-                             "depth 1..L (repeat the flag); default: the deepest level only.", **fv)
-    flags.DEFINE_float("baseline_decay", learning_rule.DEFAULTS["baseline_decay"], "Decay of the moving-average reward baseline "
+    flags.DEFINE_list("level_weights", [], "lambda_z of the multi-level rule, one per depth 1..L "
+                      "(comma separated: --level_weights=1,1); default: the deepest level only.",
+                      **fv)
+    flags.DEFINE_float("baseline_decay", learning_rule.DEFAULTS["baseline_decay"], "Decay of the "
+                       "moving-average reward baseline "
                        "(eq. 12).", **fv)
     flags.DEFINE_string("init_from", None, "Gradual learning: a previous stage's model_dir (or "
                         ".keras file) whose module weights start this run.", **fv)
@@ -94,7 +96,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", lower_bound=1, **fv)
     flags.DEFINE_string("validation_split", "validation", "Split evaluated after every epoch "
                         "('none' to skip).", **fv)
-    flags.DEFINE_string("eval_split", "test", "Split of the final evaluation (metrics.json).", **fv)
+    flags.DEFINE_string("eval_split", "validation", "Split of the final evaluation "
+                        "(metrics.json).", **fv)
     flags.DEFINE_integer("eval_passes", 1, "Final evaluation passes averaged (MNIST re-draws "
                          "positions every pass; the paper averages 20).", lower_bound=1, **fv)
     flags.DEFINE_integer("log_every", 10, "Steps between TensorBoard training summaries.",
@@ -114,20 +117,6 @@ CONFIG_KEYS = ("model", "levels", "resolution", "dataset", "variant", "source", 
                "init_from", "seed", "model_dir", "strategy", "tpu", "logical_cpus", "policy",
                "checkpoint_every", "keep_checkpoints", "validation_split", "eval_split",
                "eval_passes", "log_every", "steps_per_loop", "export", "stop_after_steps")
-
-
-def command_line_lists(argv):
-    """`{name: [floats]}` of the list flags given on the command line itself (not in a flagfile).
-
-    absl appends a repeated flag's command-line values to the flagfile's; the trainer makes them
-    replace it instead, so `--flagfile=f.cfg --c_t=7` means c_t = [7].
-    """
-    lists = {}
-    for name in LIST_FLAGS:
-        given = [a.split("=", 1)[1] for a in argv[1:] if a.startswith((f"--{name}=", f"-{name}="))]
-        if given:
-            lists[name] = [float(v) for v in given]
-    return lists
 
 
 def config_from_flags(flag_values=flags.FLAGS):
@@ -180,11 +169,21 @@ def check_init_from(path):
     return None
 
 
-def resolve_config(config):
+def _float_list(name, values, example):
+    """A list flag's values as floats (strings from the command line, numbers from Python)."""
+    try:
+        return [float(v) for v in (values or [])]
+    except (TypeError, ValueError):
+        raise FlagError(f"--{name} takes numbers separated by commas, e.g. --{name}={example}; got "
+                        f"{values!r}.") from None
+
+
+def resolve_config(config, flagfiles=()):
     """Checks a config (flag dict) before any work; returns it resolved. Raises `FlagError`.
 
     Resolves levels from resolution (or the reverse), the learning rate default, the c_t and
-    level-weight lists and the evaluation batch size.
+    level-weight lists and the evaluation batch size. `flagfiles` (those of the command line)
+    let a missing `--init_from` run name the flagfile that trains it.
     """
     config = dict(config)
     model = config.get("model")
@@ -236,8 +235,8 @@ def resolve_config(config):
         raise FlagError(f"--texture={config['texture']} does not exist.")
 
     # Learning rule: checked by its owner; the error names the flag that set the value.
-    c_t = [float(v) for v in (config.get("c_t") or [])]
-    weights = [float(v) for v in (config.get("level_weights") or [])]
+    c_t = _float_list("c_t", config.get("c_t"), "3.2,13.5")
+    weights = _float_list("level_weights", config.get("level_weights"), "1,1")
     config.update(c_t=c_t, level_weights=weights)
     if pyramid:
         from tf_pyramid.runs import learning_rule_from_config  # noqa: PLC0415
@@ -287,7 +286,7 @@ def resolve_config(config):
     if config.get("init_from"):
         message = check_init_from(config["init_from"])
         if message:
-            raise FlagError(message)
+            raise FlagError(run_first_message(config["init_from"], flagfiles) or message)
         if os.path.abspath(config["init_from"]) == os.path.abspath(config["model_dir"]):
             raise FlagError("--init_from is this run's --model_dir; a run resumes from its own "
                             "checkpoints automatically: drop --init_from.")

@@ -66,11 +66,12 @@ class Trainer:
     Steps, usable separately (tests): `setup()` builds strategy, data, model, optimizer and
     checkpoint and restores or initialises; `train()` runs the loop; `finish()` evaluates and
     writes metrics.json and model.keras. `callbacks`: Keras callbacks called at every epoch end
-    (e.g. `tf_pyramid.callbacks.AttentionImages`).
+    (e.g. `tf_pyramid.callbacks.AttentionImages`). `flagfiles`: the command line's flagfiles,
+    so that a missing `--init_from` run is named with the flagfile that makes it.
     """
 
-    def __init__(self, config, strategy=None, callbacks=()):
-        self.config = resolve_config(config)
+    def __init__(self, config, strategy=None, callbacks=(), flagfiles=()):
+        self.config = resolve_config(config, flagfiles)
         self.strategy = strategy
         self.callbacks = list(callbacks)
         self.model_dir = os.path.abspath(self.config["model_dir"])
