@@ -111,11 +111,10 @@ def resolve_learning_rule(learning_rule, exit_levels):
         weights = [0.0] * (levels - 1) + [1.0]
     if len(weights) != levels:
         raise LearningRuleError("level_weights",
-            f"level_weights needs one weight per depth 1..{levels} ({levels} values); got "
-            f"{rule['level_weights']!r}.")
+                                f"has {len(weights)} values for {levels} levels: give one per depth "
+                                f"1..{levels} ({levels} values)")
     if not any(weights):
-        raise LearningRuleError("level_weights",
-                                "level_weights are all zero: nothing would be trained.")
+        raise LearningRuleError("level_weights", "are all zero: nothing would be trained")
     targets = _as_list(rule["target_locations"])
     if targets is None:
         targets = [0.0]
@@ -123,21 +122,19 @@ def resolve_learning_rule(learning_rule, exit_levels):
         targets = targets * max(levels - 1, 1)
     if len(targets) != max(levels - 1, 1):
         raise LearningRuleError("target_locations",
-            f"target_locations (c_t) needs one value, or one per depth 2..{levels} "
-            f"({levels - 1} values); got {rule['target_locations']!r}.")
+                                f"has {len(targets)} values for {levels} levels: give one value, or "
+                                f"one per depth 2..{levels} ({levels - 1} values)")
     if any(v < 0 for v in targets):
-        raise LearningRuleError("target_locations",
-                                f"target_locations (c_t) must be >= 0; got {targets}.")
+        raise LearningRuleError("target_locations", f"must be >= 0; got {targets}")
     probability = rule["target_cell_probability"]
     if probability is not None and not 0.0 <= float(probability) <= 1.0:
         raise LearningRuleError("target_cell_probability",
-            f"target_cell_probability (c_r) is a probability in [0, 1]; got {probability!r}.")
+                                f"is a probability in [0, 1]; got {probability}")
     if isinstance(rule["mc_samples"], bool) or int(rule["mc_samples"]) < 1:
-        raise LearningRuleError("mc_samples",
-                                f"mc_samples (M) must be >= 1; got {rule['mc_samples']!r}.")
+        raise LearningRuleError("mc_samples", f"must be >= 1; got {rule['mc_samples']}")
     if not 0.0 <= float(rule["baseline_decay"]) < 1.0:
         raise LearningRuleError("baseline_decay",
-            f"baseline_decay must lie in [0, 1); got {rule['baseline_decay']!r}.")
+                                f"must lie in [0, 1); got {rule['baseline_decay']}")
     rule.update(level_weights=weights, target_locations=targets,
                 mc_samples=int(rule["mc_samples"]),
                 target_cell_probability=None if probability is None else float(probability))
@@ -147,11 +144,12 @@ def resolve_learning_rule(learning_rule, exit_levels):
 
 
 class LearningRuleError(ValueError):
-    """A learning-rule hyper-parameter that cannot work; `key` names it (for flag messages)."""
+    """A learning-rule hyper-parameter that cannot work. `key` names it and `problem` says what is
+    wrong, so that the trainer can name the flag instead (`--c_t has 3 values for ...`)."""
 
-    def __init__(self, key, message):
-        super().__init__(message)
-        self.key = key
+    def __init__(self, key, problem):
+        super().__init__(f"learning_rule[{key!r}] {problem}.")
+        self.key, self.problem = key, problem
 
 
 def cell_probability_target(rule, depth):

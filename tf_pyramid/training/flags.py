@@ -243,7 +243,7 @@ def resolve_config(config, flagfiles=()):
         try:
             learning_rule.resolve_learning_rule(learning_rule_from_config(config), levels)
         except learning_rule.LearningRuleError as error:
-            raise FlagError(f"--{RULE_FLAGS[error.key]}: {error}") from None
+            raise FlagError(f"--{RULE_FLAGS[error.key]} {error.problem}.") from None
     elif config.get("mc_samples") is not None and config["mc_samples"] < 1:
         raise FlagError(f"--mc_samples must be >= 1; got {config['mc_samples']}.")
     if config.get("learning_rate") is None:
