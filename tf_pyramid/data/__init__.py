@@ -1,7 +1,8 @@
 """Input pipelines: MNIST variants and ImageNet-style images with the paper's augmentation.
 
 `build_dataset(...)` is the entry point (see builder.py); preprocessing ops are registered by name
-(`OPS.names()`); `evaluate_redrawn` averages an evaluation over re-drawn passes (paper: K = 20).
+(`OPS.names()`); `evaluate_redrawn` averages an evaluation over re-drawn passes (paper: K = 20);
+`check_split` refuses, cheaply, a split that is missing or has no labels (before a run needs it).
 """
 from tf_pyramid.data import image_ops  # registers the ImageNet-style ops
 from tf_pyramid.data import mnist  # registers the MNIST ops
@@ -9,6 +10,7 @@ from tf_pyramid.data.builder import DATASETS, SPLITS, build_dataset
 from tf_pyramid.data.dataset_info import DatasetInfo
 from tf_pyramid.data.evaluation import PAPER_NUM_PASSES, evaluate_redrawn
 from tf_pyramid.data.registry import OPS, get_op, register_op
+from tf_pyramid.data.splits import check_split
 
 __all__ = ["DATASETS", "SPLITS", "OPS", "DatasetInfo", "PAPER_NUM_PASSES", "build_dataset",
-           "evaluate_redrawn", "get_op", "image_ops", "mnist", "register_op"]
+           "check_split", "evaluate_redrawn", "get_op", "image_ops", "mnist", "register_op"]
