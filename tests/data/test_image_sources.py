@@ -27,7 +27,7 @@ def test_folder_skips_and_counts_bad_files(image_folder, training, caplog):
     good = [row for row in expected["train"] if row[2]]
     assert info.class_names == ["cat", "dog"] and info.num_classes == 2 and info.channels == 3
     assert info.num_examples == len(expected["train"])  # files found, before decoding
-    assert (root / "class_index.txt").read_text() == "cat\ndog\n"
+    assert not (root / "class_index.txt").exists()  # nothing is written into the data folder
     with caplog.at_level(logging.INFO):
         images, labels = _collect(ds)
     assert images.shape == (len(good), RES, RES, 3) and images.dtype == np.float32
@@ -62,7 +62,7 @@ def test_eval_path_is_the_antialiased_resize_of_the_whole_image(image_folder, im
     assert list(labels) == [0, 0, 1, 1]
 
 
-def test_folder_errors(tmp_path, image_folder):
+def test_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="expected <data_dir>/train/<class name>"):
         build_dataset("folder", "train", resolution=RES, batch_size=2, training=True,
                       data_dir=str(tmp_path / "nowhere"))
@@ -70,12 +70,6 @@ def test_folder_errors(tmp_path, image_folder):
     with pytest.raises(ValueError, match="No images in"):
         build_dataset("folder", "train", resolution=RES, batch_size=2, training=True,
                       data_dir=str(tmp_path / "empty"))
-    root, _ = image_folder
-    (root / "train" / "zebra").mkdir()
-    (root / "class_index.txt").write_text("cat\ndog\n")
-    with pytest.raises(ValueError, match=r"Class folders \['zebra'\].*class_index.txt"):
-        build_dataset("folder", "train", resolution=RES, batch_size=2, training=True,
-                      data_dir=str(root))
     with pytest.raises(ValueError, match="needs data_dir"):
         build_dataset("folder", "train", resolution=RES, batch_size=2, training=True)
 
@@ -152,7 +146,8 @@ def test_input_context_shards_per_worker(source, tfrecord_dir, image_folder):
 
 def test_tfds_imagenet_missing_manual_download_gives_instructions(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"(?s)ILSVRC2012_img_train.tar.*"
-                       r"ILSVRC2012_img_val.tar.*downloads/manual.*tfds build imagenet2012"):
+                       r"ILSVRC2012_img_val.tar.*downloads/manual.*call build_dataset again.*"
+                       r"tfds build imagenet2012.*apache-beam"):
         build_dataset("imagenet2012", "train", resolution=RES, batch_size=2, training=True,
                       data_dir=str(tmp_path))
 

@@ -1,4 +1,6 @@
 """MNIST variants (paper 5.1, A.5.2): canvas placement, noise, texture, resolutions, sources."""
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -151,13 +153,31 @@ def test_tfds_source_uses_the_55000_5000_10000_split(monkeypatch):
             {"image": digits, "label": np.arange(6, dtype=np.int64)})
 
     with tfds.testing.mock_data(num_examples=6, as_dataset_fn=as_dataset):
-        for split, expected in (("train", "train[:55000]"), ("validation", "train[55000:]"),
+        for split, expected in (("train", "train[:-5000]"), ("validation", "train[-5000:]"),
                                 ("test", "test")):
             ds, info = build_dataset("mnist", split, resolution=14, batch_size=4, training=False)
             images, labels = _images(ds)
             assert requested[-1] == expected
             assert info.num_examples == mnist.TFDS_SPLIT_SIZES[split]
             assert images.shape == (6, 14, 14, 1) and list(labels) == list(range(6))
+
+
+def _absolute_range(spec, num_examples):
+    """[start, stop) of a tfds split expression over a split of `num_examples` examples."""
+    split_infos = {"train": types.SimpleNamespace(num_examples=num_examples),
+                   "test": types.SimpleNamespace(num_examples=num_examples)}
+    (instruction,) = tfds.core.ReadInstruction.from_spec(spec).to_absolute(split_infos)
+    return (instruction.from_ or 0, num_examples if instruction.to is None else instruction.to)
+
+
+def test_tfds_split_expressions_are_the_55000_5000_split_of_real_mnist():
+    ranges = {s: _absolute_range(mnist.TFDS_SPLITS[s], 60_000) for s in ("train", "validation")}
+    assert ranges == {"train": (0, 55_000), "validation": (55_000, 60_000)}
+    assert {s: r[1] - r[0] for s, r in ranges.items()} == {
+        s: mnist.TFDS_SPLIT_SIZES[s] for s in ("train", "validation")}
+    assert _absolute_range(mnist.TFDS_SPLITS["test"], 10_000) == (0, 10_000)
+    # A smaller prepared train split keeps a 5,000-digit validation split at its end.
+    assert _absolute_range(mnist.TFDS_SPLITS["validation"], 5_200) == (200, 5_200)
 
 
 def test_tfds_mock_data_end_to_end():
@@ -174,7 +194,20 @@ def test_missing_tfds_mnist_says_how_to_get_it(monkeypatch, tmp_path):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
-    with pytest.raises(FileNotFoundError, match=r"(?s)tfds build mnist.*source='bundled'"):
+    with pytest.raises(FileNotFoundError, match=(
+            r"(?s)ConnectionError: no network.*tfds.builder\('mnist', data_dir='"
+            + str(tmp_path) + r"'\).download_and_prepare\(\).*downloads/manual/.*"
+            r"source='bundled'")):
+        build_dataset("mnist", "train", resolution=28, batch_size=8, training=True,
+                      data_dir=str(tmp_path))
+
+
+def test_a_broken_tfds_install_is_not_reported_as_a_missing_download(monkeypatch, tmp_path):
+    def broken(self, *args, **kwargs):
+        raise ModuleNotFoundError("No module named 'importlib_resources'")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", broken)
+    with pytest.raises(ModuleNotFoundError, match="importlib_resources"):
         build_dataset("mnist", "train", resolution=28, batch_size=8, training=True,
                       data_dir=str(tmp_path))
 

