@@ -1,7 +1,7 @@
 r"""Per-level evaluation of a trained (or checkpointed) model.
 
   python -m tf_pyramid.evaluate --model_dir=DIR [--policy=threshold|sample|topk:K] [--levels=N]
-      [--split=test] [--checkpoint=PATH] [--num_passes=K] [--json_out=FILE]
+      [--eval_split=validation] [--checkpoint=PATH] [--eval_passes=K] [--json_out=FILE]
 
 Loads DIR/model.keras (or, if absent or with --checkpoint / --use_checkpoint, the latest
 checkpoint of DIR/checkpoints), reads the data settings from DIR/config.json (each overridable)
@@ -27,13 +27,16 @@ flags.DEFINE_boolean("use_checkpoint", False, "Evaluate the latest checkpoint ev
 flags.DEFINE_string("policy", None, "Attention policy: threshold, sample or topk:K (default: the "
                     "run's --policy).")
 flags.DEFINE_integer("levels", None, "Evaluate with this many levels (default: as trained).")
-flags.DEFINE_string("split", None, "Split (default: the run's --eval_split, else test).")
+flags.DEFINE_string("eval_split", None, "Split (default: the run's --eval_split, else "
+                    "validation).")
 flags.DEFINE_string("dataset", None, "Override the run's dataset.")
 flags.DEFINE_string("variant", None, "Override the run's MNIST variant.")
 flags.DEFINE_string("source", None, "Override the run's MNIST source.")
 flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
 flags.DEFINE_integer("batch_size", None, "Evaluation batch size.")
-flags.DEFINE_integer("num_passes", 1, "Passes averaged (MNIST re-draws positions each pass).")
+flags.DEFINE_integer("eval_passes", None, "Passes averaged (MNIST re-draws positions, noise and "
+                     "texture each pass; the paper averages 20); default: the run's "
+                     "--eval_passes, else 1.", lower_bound=1)
 flags.DEFINE_integer("seed", None, "Seed of the evaluation input pipeline (default: the run's "
                      "--seed).")
 flags.DEFINE_string("json_out", None, "Also write the JSON here.")
@@ -52,9 +55,9 @@ def main(argv):
     from tf_pyramid.training import evaluation  # noqa: PLC0415  (imports TensorFlow)
     try:
         result = evaluation.evaluate_run(
-            FLAGS.model_dir, policy=FLAGS.policy, levels=FLAGS.levels, split=FLAGS.split,
+            FLAGS.model_dir, policy=FLAGS.policy, levels=FLAGS.levels, split=FLAGS.eval_split,
             checkpoint=FLAGS.checkpoint, use_checkpoint=FLAGS.use_checkpoint,
-            num_passes=FLAGS.num_passes, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+            num_passes=FLAGS.eval_passes, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
             dataset=FLAGS.dataset, variant=FLAGS.variant, source=FLAGS.source,
             data_dir=FLAGS.data_dir)
     except (ValueError, FileNotFoundError) as error:

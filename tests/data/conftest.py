@@ -1,38 +1,20 @@
 """Fixtures: real image files (JPEG, PNG, grayscale, CMYK, corrupt) written into tmp dirs."""
-import io
-import os
-
 import numpy as np
 import pytest
-import tensorflow as tf
 
-
-def _photos():
-    from skimage import data
-    return {"chelsea": data.chelsea(), "coffee": data.coffee(), "astronaut": data.astronaut()}
-
-
-def encode(image, fmt, mode=None, quality=90):
-    """Bytes of `image` (uint8 HxWx3) as JPEG/PNG; mode 'L' for grayscale, 'CMYK' for CMYK."""
-    from PIL import Image
-    picture = Image.fromarray(image)
-    if mode:
-        picture = picture.convert(mode)
-    buffer = io.BytesIO()
-    picture.save(buffer, fmt, **({"quality": quality} if fmt == "JPEG" else {}))
-    return buffer.getvalue()
+from tests.helpers import encode, sample_photos, slim_example, write_tfrecords
 
 
 @pytest.fixture(scope="session")
 def photo():
     """A 300 x 451 colour photograph (skimage's chelsea)."""
-    return _photos()["chelsea"]
+    return sample_photos()["chelsea"]
 
 
 @pytest.fixture(scope="session")
 def image_files():
     """name -> (bytes, decodable) for every kind of file the pipelines must handle."""
-    photos = _photos()
+    photos = sample_photos()
     jpeg = encode(photos["coffee"], "JPEG")
     return {
         "colour.jpg": (encode(photos["chelsea"], "JPEG"), True),
@@ -63,37 +45,6 @@ def image_folder(tmp_path, image_files):
             expected[split].append((str(folder / name), label, ok))
     (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image: ignored by extension")
     return tmp_path, expected
-
-
-def _bytes_list(values):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-
-
-def _int64_list(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-
-def _float_list(values):
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-
-def slim_example(encoded, label, filename, boxes=()):
-    """One tf.train.Example in the Inception/slim layout (1-based label, optional boxes)."""
-    features = {"image/encoded": _bytes_list([encoded]),
-                "image/class/label": _int64_list([label]),
-                "image/filename": _bytes_list([filename.encode()]),
-                "image/format": _bytes_list([b"JPEG"])}
-    for i, key in enumerate(("ymin", "xmin", "ymax", "xmax")):
-        features[f"image/object/bbox/{key}"] = _float_list([box[i] for box in boxes])
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
-
-
-def write_tfrecords(directory, split, examples, num_shards):
-    for shard in range(num_shards):
-        path = os.path.join(directory, f"{split}-{shard:05d}-of-{num_shards:05d}")
-        with tf.io.TFRecordWriter(path) as writer:
-            for example in examples[shard::num_shards]:
-                writer.write(example)
 
 
 @pytest.fixture

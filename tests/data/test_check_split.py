@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tests.data.conftest import write_tfrecords
+from tests.helpers import write_tfrecords
 from tf_pyramid.data import check_split
 
 

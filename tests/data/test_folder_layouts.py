@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.data.conftest import encode
+from tests.helpers import encode
 from tf_pyramid.data import build_dataset
 from tf_pyramid.data.imagenet import folder_split, in_validation
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.data.op_testing import CHI2_999, SEED, chi_square_uniform, map_over_seeds, run_both_ways
+from tests.helpers import CHI2_999, SEED, chi_square_uniform, map_over_seeds, run_both_ways
 from tf_pyramid.data import OPS, image_ops
 
 NUM_DRAWS = 400

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tests.data.conftest import slim_example, write_tfrecords
+from tests.helpers import slim_example, write_tfrecords
 from tf_pyramid.data import build_dataset
 
 RES = 32

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tests.data.op_testing import CHI2_999, SEED, chi_square_uniform, map_over_seeds, run_both_ways
+from tests.helpers import CHI2_999, SEED, chi_square_uniform, map_over_seeds, run_both_ways
 from tf_pyramid.data import build_dataset, mnist
 
 

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 import tf_pyramid
-from tests.modeling.reference_traversal import area_pyramid
-from tests.modeling.reference_traversal import reference_outputs
+from tests.helpers import area_pyramid
+from tests.helpers import reference_outputs
 
 
 def _model(name="mnist_m2", levels=3, learning_rule=None, **kwargs):

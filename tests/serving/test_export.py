@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tf_pyramid
-from tests.serving.helpers import run_python, run_script
+from tests.helpers import run_python, run_script
 from tf_pyramid import serving
 from tf_pyramid.data import input_convention
 from tf_pyramid.serving import export_lib

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 
 import tf_pyramid
-from tests.serving.helpers import run_script
+from tests.helpers import run_script
 
 RULE = {"lambda_f": 1e-6, "lambda_t": 1e-7, "lambda_r": 1e-7, "target_locations": 2.0,
         "mc_samples": 2, "level_weights": [0.5, 1.0]}

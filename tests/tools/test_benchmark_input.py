@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.serving.helpers import REPO
-from tests.serving.helpers import run_python
+from tests.helpers import REPO
+from tests.helpers import run_python
 from tf_pyramid.data import builder
 
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from tests.serving.helpers import run_python
-from tests.tools.test_visualize import png_size
+from tests.helpers import run_python
+from tests.helpers import png_size
 from tf_pyramid.visualization import tradeoff
 
 

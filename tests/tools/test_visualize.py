@@ -1,7 +1,6 @@
 """tools/visualize.py, the attention views behind it, and the TensorBoard callback."""
 import glob
 import json
-import struct
 
 import keras
 import numpy as np
@@ -9,21 +8,13 @@ import pytest
 import tensorflow as tf
 
 import tf_pyramid
-from tf_pyramid.data import input_convention
-from tests.serving.helpers import run_python
+from tests.helpers import png_size, run_python
 from tf_pyramid import visualization
+from tf_pyramid.data import input_convention
 from tf_pyramid.callbacks import AttentionImages
 
 
 MNIST_28 = input_convention("mnist", 28).get_config()
-
-def png_size(path):
-    """(height, width) from the PNG header."""
-    with open(path, "rb") as f:
-        header = f.read(24)
-    assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", header[16:24])
-    return height, width
 
 
 def test_visualize_cli_on_a_run_directory(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 
 
 def main(model_dir):
-    from tests.training.helpers import tiny_config
+    from tests.helpers import tiny_config
     from tf_pyramid.training import Trainer
     from tf_pyramid.training import strategy as strategy_lib
     import tensorflow as tf

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.training.helpers import REPO, free_port, python_env, tiny_args
+from tests.helpers import REPO, free_port, python_env, tiny_args
 
 TIMEOUT = 240
 

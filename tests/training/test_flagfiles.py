@@ -5,7 +5,7 @@ import resource
 import pytest
 from absl import flags as absl_flags
 
-from tests.training.helpers import REPO, run_module
+from tests.helpers import REPO, run_module
 from tf_pyramid.training import flagfiles
 from tf_pyramid.training import flags as training_flags
 from tf_pyramid.training.flags import FlagError, resolve_config

@@ -3,7 +3,7 @@ number of attended cells moves toward c_t."""
 import numpy as np
 import pytest
 
-from tests.training.helpers import tiny_config
+from tests.helpers import tiny_config
 from tf_pyramid.data import build_dataset
 from tf_pyramid.training import Trainer
 

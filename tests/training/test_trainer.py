@@ -9,17 +9,12 @@ import pytest
 import tensorflow as tf
 
 import tf_pyramid  # noqa: F401  (registers the model classes)
-from tests.training.helpers import tiny_config
-<<<<<<< HEAD
+from tests.helpers import tiny_config
 from tf_pyramid import runs
 from tf_pyramid.callbacks import AttentionImages
 from tf_pyramid.modeling import StepDecay
 from tf_pyramid.train import export_run
 from tf_pyramid.training import Trainer, evaluation
-=======
-from tf_pyramid.training import Trainer, evaluation, restore
-from tf_pyramid.training.schedule import StepDecay
->>>>>>> flagfiles
 
 ENTRY_KEYS = {"level", "accuracy", "mean_locations", "mean_macs"}
 
@@ -30,7 +25,7 @@ def finished_run(tmp_path_factory):
     attention = AttentionImages(np.zeros([2, 28, 28, 1], np.float32),
                                 log_dir=str(model_dir / "logs"), panel_px=32)
     trainer = Trainer(tiny_config(model_dir, validation_split="validation", export=True,
-                                  steps_per_loop=2, eval_split="test"), callbacks=[attention])
+                                  steps_per_loop=2), callbacks=[attention])
     result = trainer.run()
     export_run(str(model_dir))  # what `python -m tf_pyramid.train` does after the run
     return model_dir, trainer, result
@@ -161,7 +156,7 @@ def test_schedule_drops_at_80_and_90_percent_and_serializes():
 
 
 def test_cli_evaluate_and_bad_flag(finished_run, tmp_path):
-    from tests.training.helpers import run_module
+    from tests.helpers import run_module
     out = tmp_path / "eval.json"
     process = run_module("tf_pyramid.evaluate", [f"--model_dir={finished_run[0]}",
                                                  f"--json_out={out}"])

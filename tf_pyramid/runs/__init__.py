@@ -2,7 +2,9 @@
 model.keras or a checkpoint), weight copies between runs (`--init_from`), its checkpoints, lock
 and files. Sits below `training` and `serving`, which both use it and never import each other."""
 from tf_pyramid.runs.run_directory import (build_from_config, checkpoint_for, copy_module_weights,
-                                           learning_rule_from_config, load_run_model, read_config)
+                                           learning_rule_from_config, load_run_model,
+                                           read_class_names, read_config, write_class_names)
 
 __all__ = ["build_from_config", "checkpoint_for", "copy_module_weights",
-           "learning_rule_from_config", "load_run_model", "read_config"]
+           "learning_rule_from_config", "load_run_model", "read_class_names", "read_config",
+           "write_class_names"]

@@ -17,6 +17,7 @@ from tf_pyramid.modeling import build_model, is_pyramid
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 CHECKPOINT_DIR = "checkpoints"
+CLASS_INDEX_FILE = "class_index.txt"  # folder datasets: line i names class i
 
 
 def learning_rule_from_config(config):
@@ -64,6 +65,20 @@ def read_config(model_dir):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def read_class_names(model_dir):
+    """The class index the run was trained with (labels must not move on resume), else None."""
+    path = os.path.join(model_dir, CLASS_INDEX_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def write_class_names(model_dir, class_names):
+    with open(os.path.join(model_dir, CLASS_INDEX_FILE), "w") as f:
+        f.write("".join(f"{name}\n" for name in class_names))
 
 
 def load_run_model(path, checkpoint=None, prefer_checkpoint=False, compile=False):

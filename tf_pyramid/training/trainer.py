@@ -32,14 +32,12 @@ import tensorflow as tf
 from absl import logging
 
 from tf_pyramid import runs
-from tf_pyramid.data import build_dataset
+from tf_pyramid.data import build_dataset, check_split
 from tf_pyramid.modeling import StepDecay
 from tf_pyramid.training import actions as actions_lib
 from tf_pyramid.training import evaluation
 from tf_pyramid.training import strategy as strategy_lib
 from tf_pyramid.training.flags import FlagError, ignored_pyramid_flags, resolve_config
-
-CLASS_INDEX_FILE = "class_index.txt"
 
 
 def _json_default(value):
@@ -101,11 +99,26 @@ class Trainer:
         for key in ignored_pyramid_flags(c):
             logging.warning("--%s is ignored: %s is a baseline (cross-entropy only).", key,
                             c["model"])
+        self._check_splits()
         self._setup_data()
         self._setup_model()
         self._restore_or_initialize()
         self._write_run_files()
         return self
+
+    def _check_splits(self):
+        """The evaluation splits exist and have labels, before any training (a 200-epoch run
+        must not fail at its very end)."""
+        c = self.config
+        wanted = [("eval_split", c["eval_split"])]
+        if c["validation_split"] != "none":
+            wanted.append(("validation_split", c["validation_split"]))
+        for flag, split in wanted:
+            try:
+                check_split(c["dataset"], split, source=c["source"], data_dir=c["data_dir"],
+                            validation_fraction=c["validation_fraction"])
+            except (ValueError, FileNotFoundError) as error:
+                raise FlagError(f"--{flag}={split} cannot be evaluated: {error}") from error
 
     def _setup_data(self):
         c = self.config
@@ -167,7 +180,9 @@ class Trainer:
                 c["dataset"], split, resolution=c["resolution"], batch_size=batch,
                 training=training, variant=c["variant"], source=c["source"],
                 data_dir=c["data_dir"], texture=c["texture"], seed=c["seed"],
-                input_context=input_context, drop_remainder=training)
+                input_context=input_context, drop_remainder=training,
+                class_names=runs.read_class_names(self.model_dir),
+                validation_fraction=c["validation_fraction"])
         except (ValueError, FileNotFoundError, AssertionError) as error:
             raise FlagError(f"Cannot read --dataset={c['dataset']} split {split!r}: {error} "
                             "Check --dataset, --source and --data_dir.") from error
@@ -216,8 +231,7 @@ class Trainer:
                          "tensorflow": tf.__version__, "keras": keras.__version__}
         write_json(os.path.join(self.model_dir, runs.run_directory.CONFIG_FILE), config)
         if self.train_info.class_names:
-            with open(os.path.join(self.model_dir, CLASS_INDEX_FILE), "w") as f:
-                f.write("".join(f"{name}\n" for name in self.train_info.class_names))
+            runs.write_class_names(self.model_dir, self.train_info.class_names)
 
     # ------------------------------------------------------------------------------------
     # Training.
