@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.helpers import REPO, free_port, python_env, tiny_args
@@ -25,6 +26,11 @@ def test_mirrored_two_cpus_identical_copies_and_different_masks(tmp_path):
     # Identical inputs on both replicas, yet independent Bernoulli draws (replica-folded seeds).
     assert report["masks_differ"] and report["locations"][0] != report["locations"][1]
     assert os.path.exists(tmp_path / "run" / "metrics.json")
+    # R_t (eq. 14) of a global batch split over two replicas: the global-batch value (mean over
+    # all images before squaring) and its gradient computed by hand.
+    assert report["r_t_replicas"] == pytest.approx(report["r_t_global"], rel=1e-4)
+    np.testing.assert_allclose(report["r_t_gradient_replicas"], report["r_t_gradient_global"],
+                               rtol=1e-3)
 
 
 @pytest.mark.slow
@@ -37,7 +43,7 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "tf_pyramid.train", *tiny_args(model_dir),
-             "--strategy=multi_worker"], cwd=REPO, env=python_env(TF_CONFIG=tf_config),
+             "--strategy=multi_worker", "--verbosity=1"], cwd=REPO, env=python_env(TF_CONFIG=tf_config),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []
     try:
