@@ -64,21 +64,27 @@ def _assert_image_shape(images, side, channels, name):
     """Runtime form of the checks above, for a graph traced with unknown dimensions.
 
     Returns `images` behind the assertions, with the static shape they guarantee, so that no
-    shape-dependent op downstream can fail (or succeed on a wrong size) before they report.
+    op downstream can fail (or succeed on a wrong size) before they report.
     """
     expected = f"[batch, {side}, {side}, {channels}]"
     rank_ok = tf.debugging.assert_equal(
         tf.rank(images), 4,
         message=f"Expected {name} of rank 4 {expected}; got another rank (shown as x)")
-    with tf.control_dependencies([rank_ok]):
-        # Padded so that a wrong rank is reported by the assertion above, not by the slice.
-        shape = tf.concat([tf.shape(images), tf.ones([4], tf.int32)], axis=0)[1:4]
+    # [height, width, channels], or the expected ones under a wrong rank, so that only the rank
+    # assertion reports it (assertions run in no fixed order).
+    wanted = tf.constant([side, side, channels])
+    shape = tf.where(tf.equal(tf.rank(images), 4),
+                     tf.concat([tf.shape(images), tf.ones([4], tf.int32)], axis=0)[1:4], wanted)
     size_ok = tf.debugging.assert_equal(
-        shape, tf.constant([side, side, channels]),
+        shape, wanted,
         message=f"Expected {name} of side {side} (= base_resolution * 2**(levels-1)) with "
                 f"{channels} channel(s) {expected}; got [height, width, channels] shown as x. "
                 "Resize the images or build the model with other `levels`")
     with tf.control_dependencies([rank_ok, size_ok]):
-        images = tf.identity(images)
+        # The data path only ever sees a valid shape: Grappler may run shape-dependent ops before
+        # the assertions (it does not keep their control edges when it specialises the graph),
+        # and a static shape set on the input itself would be taken as a fact about it.
+        images = tf.cond(tf.reduce_all(tf.equal(shape, wanted)), lambda: tf.identity(images),
+                         lambda: tf.zeros([1, side, side, channels], images.dtype))
     images.set_shape([None, side, side, channels])
     return images
