@@ -186,7 +186,7 @@ def decode_images(image_bytes, size, channels, method="bilinear", name="image_by
                         f"{image_bytes.dtype.name}.")
     rank_ok = tf.debugging.assert_equal(
         tf.rank(image_bytes), 1,
-        message=f"{name} must be a 1-D batch [N] of encoded JPEG/PNG strings; got another rank "
+        message=f"{name} must be a 1-D batch [N] of encoded image strings; got another rank "
                 "(shown as x)")
     with tf.control_dependencies([rank_ok]):
         image_bytes = tf.reshape(image_bytes, [-1])
