@@ -134,3 +134,20 @@ def test_baseline_skips_its_layers_on_an_empty_batch(monkeypatch):
     assert in_graph(_images(batch=0)).shape == (0, 3)
     assert model(_images(batch=0))["logits"].shape == (0, 3)
     assert in_graph(_images(batch=2)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_checks_hold_in_a_distribution_strategy_replica(name):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = _model(name)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
+    def replica_logits(images):
+        return strategy.run(lambda x: model(x)["logits"], args=(images,))
+
+    np.testing.assert_allclose(replica_logits(_images()), model(_images())["logits"], rtol=1e-5,
+                               atol=1e-6)
+    assert replica_logits(_images(batch=0)).shape == (0, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="of side 28"):
+        replica_logits(_images(28, 30))
