@@ -32,8 +32,8 @@ def _any_size(model):
 def test_integer_images_are_refused_with_the_conversion(name, dtype):
     model = _model(name)
     pixels = (_images() * 255).astype(dtype)
-    with pytest.raises(TypeError, match=r"float32 images in the model's input range.*"
-                                        r"got dtype u?int(8|32).*tf.cast\(images, tf.float32\) / 255"):
+    with pytest.raises(TypeError, match=r"float32 images in the model's input range.*got dtype "
+                                        r"u?int(8|32).*tf.cast\(images, tf.float32\) / 255"):
         model(pixels)
     with pytest.raises(TypeError, match="input range"):
         tf.function(lambda x: model(x)["logits"])(tf.constant(pixels))
@@ -49,7 +49,8 @@ def test_every_wrong_size_fails_under_a_tf_function_of_unknown_size(name):
     np.testing.assert_allclose(logits(_images()), model(_images())["logits"], rtol=1e-5,
                                atol=1e-6)
     for height, width in WRONG_SIZES:
-        with pytest.raises(tf.errors.InvalidArgumentError, match=r"of side 28 .*\[batch, 28, 28, 1\]"):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"of side 28 .*\[batch, 28, 28, 1\]"):
             logits(_images(height, width))
         # The same size, eagerly (static check).
         with pytest.raises(ValueError, match="side 28"):

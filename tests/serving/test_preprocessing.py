@@ -155,3 +155,21 @@ def test_the_error_for_a_bad_image_names_its_index(bad, index, match, channels):
         decode(tf.constant(batch))
     del batch[index]
     assert decode(tf.constant(batch)).shape == (4, SIDE, SIDE, channels)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_an_animated_gif_gives_its_first_frame(channels):
+    import io
+
+    from PIL import Image
+    first, second = _smooth(6, 3), 255 - _smooth(6, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(first).save(buffer, "GIF", save_all=True,
+                                append_images=[Image.fromarray(second)], duration=100)
+    frames = tf.io.decode_gif(buffer.getvalue()).numpy()
+    assert frames.shape[0] == 2
+    decoded = preprocessing.decode_images(tf.constant([buffer.getvalue()]), SIDE, channels)[0]
+    if channels == 3:
+        np.testing.assert_array_equal(decoded, frames[0])
+    # PIL opens the first frame.
+    np.testing.assert_allclose(decoded, _pil_pixels(buffer.getvalue(), channels), atol=1)

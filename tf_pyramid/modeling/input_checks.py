@@ -21,7 +21,7 @@ def check_depth(depth, levels):
 
 
 def check_images(images, side, channels, name="images"):
-    """Returns float `images` as float32 after checking rank 4, `channels`, and a `side x side` size.
+    """Returns float `images` as float32 after checking rank 4, `channels` and a `side x side` size.
 
     Known dimensions are checked here (ValueError); unknown ones (a `tf.function` traced for any
     image size) get assertions that run with the model, so that a wrong size fails instead of
@@ -81,9 +81,9 @@ def _assert_image_shape(images, side, channels, name):
                 f"{channels} channel(s) {expected}; got [height, width, channels] shown as x. "
                 "Resize the images or build the model with other `levels`")
     with tf.control_dependencies([rank_ok, size_ok]):
-        # The data path only ever sees a valid shape: Grappler may run shape-dependent ops before
-        # the assertions (it does not keep their control edges when it specialises the graph),
-        # and a static shape set on the input itself would be taken as a fact about it.
+        # The data path only ever sees a valid shape, so no later op fails first. A cond, not an
+        # identity: Grappler takes the static shape set below on an identity as the input's own
+        # and folds the rank/shape checks away.
         images = tf.cond(tf.reduce_all(tf.equal(shape, wanted)), lambda: tf.identity(images),
                          lambda: tf.zeros([1, side, side, channels], images.dtype))
     images.set_shape([None, side, side, channels])
