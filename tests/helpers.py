@@ -127,6 +127,61 @@ def png_size(path):
     return height, width
 
 
+IMAGE_SIDE = 24  # encoded_files() are made at this side (the serving tests resize nothing)
+
+
+def smooth_image(seed, channels):
+    """Smooth 0-255 uint8 [IMAGE_SIDE, IMAGE_SIDE, channels] (JPEG keeps it within a few levels)."""
+    small = np.random.default_rng(seed).uniform(0, 255, [6, 6, channels]).astype(np.float32)
+    return np.round(tf.image.resize(small, [IMAGE_SIDE, IMAGE_SIDE], "bicubic").numpy().clip(0, 255)).astype(
+        np.uint8)
+
+
+def pil_bytes(image, fmt, mode=None, **options):
+    import io
+
+    from PIL import Image
+    picture = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+    if mode:
+        picture = picture.convert(mode)
+    buffer = io.BytesIO()
+    picture.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def pil_pixels(data, channels):
+    """Independent reference: PIL's decode, RGB or (BT.601) grayscale, alpha dropped."""
+    import io
+
+    from PIL import Image
+    picture = Image.open(io.BytesIO(data))
+    if channels == 1 and picture.mode not in ("L", "LA"):
+        picture = picture.convert("RGB")
+    picture = picture.convert("L" if channels == 1 else "RGB")
+    return np.asarray(picture, np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE, channels)
+
+
+def encoded_files():
+    """name -> encoded bytes, for every format the serving docs list (TF and PIL encoders)."""
+    rgb, gray, rgba = smooth_image(3, 3), smooth_image(4, 1), smooth_image(5, 4)
+    return {
+        "png_gray": tf.io.encode_png(gray).numpy(),
+        "png_rgb": tf.io.encode_png(rgb).numpy(),
+        "png_rgba": tf.io.encode_png(rgba).numpy(),
+        "jpeg_gray": tf.io.encode_jpeg(gray, quality=95).numpy(),
+        "jpeg_rgb": tf.io.encode_jpeg(rgb, quality=95).numpy(),
+        "jpeg_cmyk": pil_bytes(rgb, "JPEG", mode="CMYK", quality=95),
+        "gif": pil_bytes(rgb, "GIF"),
+        "bmp": pil_bytes(rgb, "BMP"),
+        "webp": pil_bytes(rgb, "WEBP", lossless=True),
+    }
+
+
+# Largest and mean pixel difference to PIL. Lossless formats agree up to the rounding of the
+# grayscale conversion. TF's JPEG decoder uses the fast integer IDCT (as the training pipelines),
+# some pixels a few levels off; a wrong colour conversion (CMYK, channel order) is off by far more.
+
+
 # ---------------------------------------------------------------------- random preprocessing
 SEED = np.array([7, 11], np.int64)  # numpy: importing this module creates no TF device
 

@@ -121,7 +121,7 @@ def test_bundled_split_sizes_balance_and_disjointness():
 def test_training_stream_is_shuffled_and_repositioned_every_epoch():
     ds, _ = build_dataset("mnist", "test", resolution=28, batch_size=500, training=True,
                           source="bundled", seed=1)
-    (a, la), (b, lb) = _images(ds), _images(ds)
+    (_, la), (_, lb) = _images(ds), _images(ds)
     assert len(la) == len(lb) == 500  # one pass, not repeated
     assert sorted(la) == sorted(lb) and not np.array_equal(la, lb)
     assert not np.array_equal(np.sort(la), la)

@@ -5,6 +5,8 @@ import tensorflow as tf
 
 import tf_pyramid
 from tf_pyramid.data import InputConvention, input_convention
+from tests.helpers import IMAGE_SIDE as SIDE
+from tests.helpers import encoded_files, pil_pixels, smooth_image
 from tf_pyramid.serving import preprocessing
 
 MNIST_28 = input_convention("mnist", 28)
@@ -12,6 +14,11 @@ MNIST_56 = input_convention("mnist", 56)
 IMAGENET_32 = input_convention("imagenet2012", 32)
 IMAGENET_64 = input_convention("imagenet2012", 64)
 
+
+
+def _convention(channels, method="area"):
+    """Resize to SIDE only (the value range is not used by decode_images)."""
+    return InputConvention(SIDE, channels, (0.0, 1.0), method)
 
 def test_conventions():
     assert MNIST_28 == InputConvention(28, 1, (0.0, 1.0), "area")
@@ -52,3 +59,78 @@ def test_decoded_bytes_equal_the_float_path():
     np.testing.assert_array_equal(decoded, tf.concat([floats, floats], 0))
     gray = preprocessing.decode_images(encoded[None], input_convention("mnist", 32))
     assert gray.shape == (1, 32, 32, 1)
+
+
+# ------------------------------------------------------------------------ every documented format
+TOLERANCE = {"jpeg_gray": (16, 4), "jpeg_rgb": (16, 4), "jpeg_cmyk": (16, 4)}
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_documented_format_decodes_for_1_and_3_channels(channels):
+    files = encoded_files()
+    decode = tf.function(lambda data: preprocessing.decode_images(data, _convention(channels)),
+                         input_signature=[tf.TensorSpec([None], tf.string)])
+    decoded = decode(tf.constant(list(files.values()))).numpy()
+    assert decoded.shape == (len(files), SIDE, SIDE, channels)
+    for (name, data), got in zip(files.items(), decoded):
+        expected = pil_pixels(data, channels)
+        largest, mean = TOLERANCE.get(name, (1, 1))
+        np.testing.assert_allclose(got, expected, atol=largest, err_msg=name)
+        assert np.abs(got - expected).mean() <= mean, name
+        assert np.array_equal(got, np.round(got)), name  # 8-bit values, as the decoders give
+    # The alpha channel is dropped, not composited.
+    rgba = smooth_image(5, 4)
+    if channels == 3:
+        np.testing.assert_array_equal(decoded[2], rgba[..., :3])
+
+
+def test_webp_and_gif_are_recognised_by_their_headers():
+    formats = preprocessing._image_formats(tf.constant([
+        encoded_files()["webp"], b"RIFF\x10\x00\x00\x00WAVEfmt ", encoded_files()["gif"],
+        b"GIF", b"", b"\x89PNG\r\n\x1a\n", b"BM"])).numpy()
+    assert [preprocessing._FORMATS[i] if i >= 0 else None for i in formats] == [
+        "WebP", None, "GIF", None, None, "PNG", "BMP"]
+
+
+@pytest.mark.parametrize("bad,index,match", [
+    (b"not an image", 3, "is not an encoded JPEG or PNG image"),
+    ("truncated_jpeg", 2, r"could not be decoded \(Invalid JPEG data"),
+    ("truncated_png", 1, r"could not be decoded \(Invalid PNG data"),
+    # Right header and end marker, broken entropy data: only the decoder can tell.
+    (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 2 + b"\xff\xd9", 0, r"Invalid JPEG data"),
+    ("truncated_webp", 3, r"Invalid WebP data"),
+])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_error_for_a_bad_image_names_its_index(bad, index, match, channels):
+    files = encoded_files()
+    batch = [files["png_gray"], files["gif"], files["jpeg_cmyk"], files["webp"], files["bmp"]]
+    if bad == "truncated_jpeg":
+        bad = files["jpeg_rgb"][:len(files["jpeg_rgb"]) // 2]
+    elif bad == "truncated_png":
+        bad = files["png_rgb"][:60]
+    elif bad == "truncated_webp":
+        bad = files["webp"][:40]
+    batch[index] = bad
+    decode = tf.function(lambda data: preprocessing.decode_images(data, _convention(channels)),
+                         input_signature=[tf.TensorSpec([None], tf.string)])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"image_bytes: element\] \[{index}\] \[.*{match}"):
+        decode(tf.constant(batch))
+    del batch[index]
+    assert decode(tf.constant(batch)).shape == (4, SIDE, SIDE, channels)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_an_animated_gif_gives_its_first_frame(channels):
+    import io
+
+    from PIL import Image
+    first, second = smooth_image(6, 3), 255 - smooth_image(6, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(first).save(buffer, "GIF", save_all=True,
+                                append_images=[Image.fromarray(second)], duration=100)
+    frames = tf.io.decode_gif(buffer.getvalue()).numpy()
+    assert frames.shape[0] == 2
+    decoded = preprocessing.decode_images(tf.constant([buffer.getvalue()]), _convention(channels))[0]
+    if channels == 3:
+        np.testing.assert_array_equal(decoded, frames[0])
+    # PIL opens the first frame.
+    np.testing.assert_allclose(decoded, pil_pixels(buffer.getvalue(), channels), atol=1)

@@ -79,10 +79,20 @@ class BaselineClassifier(AnytimeClassifier):
         del policy
         input_checks.check_depth(depth, 1)
         images = input_checks.check_images(images, self.input_size, self.channels)
-        _, x = self.feature_extraction(images, training=training)
-        for layer in self.hidden:
-            x = keras.ops.leaky_relu(layer(x), negative_slope=self.negative_slope)
-        logits = self.classification_module(x)
+        def compute_logits():
+            _, x = self.feature_extraction(images, training=training)
+            for layer in self.hidden:
+                x = keras.ops.leaky_relu(layer(x), negative_slope=self.negative_slope)
+            return self.classification_module(x)
+
+        if images.shape[0]:
+            logits = compute_logits()
+        else:
+            # An empty (or possibly empty) batch gives empty outputs, as the pyramid model:
+            # the layers do not run on it (TF's conv kernels may return a wrongly shaped result).
+            logits = tf.cond(tf.shape(images)[0] > 0, compute_logits,
+                             lambda: tf.zeros([0, self.num_classes],
+                                              self.classification_module.compute_dtype))
         batch = tf.shape(logits)[:1]
         macs = tf.fill(batch, tf.constant(sum(self.module_costs().values()), tf.int64))
         zeros = tf.zeros(tf.concat([batch, [1]], 0))
