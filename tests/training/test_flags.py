@@ -263,3 +263,17 @@ def test_flagfile_overrides_and_multi_c_t(tmp_path):
     c = resolve_config(_parse_flagfile(path, f"--model_dir={tmp_path}", "--epochs=3"))
     assert c["c_t"] == [3.2, 13.5] and c["level_weights"] == [0.0, 1.0, 1.0]
     assert c["epochs"] == 3 and c["levels"] == 3 and c["learning_rate"] == 0.001
+
+
+def test_bad_command_line_values_get_one_usage_line_not_a_traceback():
+    """absl's own parse errors (bounds, unknown flags) and the resolution checks that need no
+    data: a short message and exit code 1 or 2, before any data is read."""
+    from tests.helpers import run_module
+    for args, expected in ((["--batch_size=0"], "--batch_size"),
+                           (["--epoch=3"], "Unknown command line flag 'epoch'"),
+                           (["--model=imagenet_m2", "--levels=13"],
+                            "levels must be an integer between 1 and 12")):
+        process = run_module("tf_pyramid.train", ["--flagfile=flags/quickstart.cfg", *args,
+                                                  "--model_dir=/nonexistent/run"], timeout=300)
+        assert process.returncode in (1, 2), process.stderr[-2000:]
+        assert expected in process.stderr and "Traceback" not in process.stderr, args

@@ -12,7 +12,8 @@ from absl import flags
 from tf_pyramid.data import DATASETS, SPLITS
 from tf_pyramid.data.mnist import CANVAS_SIZE as MNIST_CANVAS
 from tf_pyramid.data.mnist import SOURCES, VARIANTS
-from tf_pyramid.modeling import MODEL_NAMES, is_pyramid, learning_rule, levels_for_resolution
+from tf_pyramid.modeling import MODEL_NAMES, input_checks, is_pyramid, learning_rule
+from tf_pyramid.modeling import levels_for_resolution
 from tf_pyramid.modeling.architectures import architecture
 from tf_pyramid.training.flagfiles import run_first_message
 from tf_pyramid.training.strategy import STRATEGIES, check_tf_config
@@ -210,6 +211,11 @@ def resolve_config(config, flagfiles=()):
                         f"{', '.join(str(base * 2 ** i) for i in range(4))}, ...")
     if levels is not None and levels < 1:
         raise FlagError(f"--levels must be >= 1; got {levels}.")
+    if levels is not None:
+        try:
+            input_checks.check_levels(levels)
+        except ValueError as error:
+            raise FlagError(f"--levels={levels}: {error}") from None
     if resolution is not None:
         try:
             implied = levels_for_resolution(model, resolution)
