@@ -6,8 +6,14 @@ Flags after the flagfile override it (a list flag such as --c_t given on the com
 the flagfile's list). The run directory gets config.json, checkpoints/ (a rerun
 resumes from the last one), logs/{train,validation} (TensorBoard), and at the end metrics.json
 (per-level evaluation), model.keras and export/<version> (TF Serving). See docs/training.md.
+
+Exit status: 0 done (or stopped by --stop_after_steps), 2 bad flags or a run directory that
+cannot be used (locked by another training, incompatible settings, no checkpoint restores),
+128 + N when signal N interrupted training (143 for SIGTERM, 130 for Ctrl-C) after saving a
+checkpoint: rerun the same command to resume.
 """
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -30,12 +36,23 @@ def main(argv):
     except training_flags.FlagError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
+    from tf_pyramid.runs import checkpoints, files, lock, run_config  # noqa: PLC0415
     from tf_pyramid.training import trainer  # noqa: PLC0415
     try:
         result = trainer.Trainer(config).run()
-    except training_flags.FlagError as error:
+    except (training_flags.FlagError, lock.LockedError, run_config.IncompatibleConfigError,
+            checkpoints.CheckpointError, files.DamagedFileError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("Interrupted (Ctrl-C); the last checkpoint is kept: resume with the same "
+              "command.", file=sys.stderr)
+        return 128 + signal.SIGINT
+    if result.get("signal"):
+        print(f"Interrupted by {signal.Signals(result['signal']).name} at step "
+              f"{result['final_step']} of {result['total_steps']}; a checkpoint was saved. Not "
+              "finished: resume with the same command.", file=sys.stderr)
+        return 128 + result["signal"]
     if result.get("metrics"):
         for entry in result["metrics"]["levels"]:
             print(f"level {entry['level']}: accuracy {entry['accuracy']:.4f}, mean locations "

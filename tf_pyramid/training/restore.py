@@ -1,13 +1,12 @@
 """Building a run's model from its config, loading finished or checkpointed runs, and copying
 module weights between models of different depth (gradual learning, paper eq. 5)."""
-import json
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from tf_pyramid.modeling import BaselineClassifier, PyramidClassifier, build_model
+from tf_pyramid.runs import checkpoints, files
 
 PYRAMID_MODULES = ("feature_extraction", "location_module", "aggregation_module",
                    "merging_module", "classification_module")
@@ -45,30 +44,33 @@ def read_config(model_dir):
     path = os.path.join(model_dir, "config.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    return files.read_json(path)
 
 
 def load_run_model(path, checkpoint=None, prefer_checkpoint=False):
     """A model from a .keras file, a run directory's model.keras, or its (latest) checkpoint.
 
     Returns `(model, source description)`. With `prefer_checkpoint` (or `checkpoint` given) a
-    run directory's checkpoint is used even when model.keras exists.
+    run directory's checkpoint is used even when model.keras exists. Without `checkpoint`, the
+    newest checkpoint that restores is used (damaged newer ones are skipped with a warning). A
+    damaged file raises `ValueError` (`DamagedFileError`, `CheckpointError`) saying so.
     """
     import tf_pyramid  # noqa: F401,PLC0415  (registers the classes)
     if os.path.isfile(path):
-        return keras.saving.load_model(path, compile=False), path
+        return files.load_keras(path, compile=False), path
     keras_file = os.path.join(path, "model.keras")
     if os.path.exists(keras_file) and not (prefer_checkpoint or checkpoint):
-        return keras.saving.load_model(keras_file, compile=False), keras_file
+        return files.load_keras(keras_file, compile=False), keras_file
     config = read_config(path)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
-    if config is None or checkpoint is None:
+    checkpoint_dir = os.path.join(path, "checkpoints")
+    if config is None or not (checkpoint or checkpoints.has_checkpoints(checkpoint_dir)):
         raise FileNotFoundError(f"{path}: no model.keras, or no config.json and checkpoint.")
     run = config.get("run") or {}
     model = build_from_config(config, run.get("num_classes"), run.get("channels"))
-    checkpoint_for(model).restore(checkpoint).expect_partial().assert_existing_objects_matched()
-    return model, checkpoint
+    if checkpoint:
+        return model, checkpoints.restore_file(checkpoint_for(model), checkpoint, partial=True)
+    return model, checkpoints.restore_newest(checkpoint_for(model), checkpoint_dir,
+                                             partial=True).path
 
 
 def _module_layers(model):

@@ -14,8 +14,10 @@ and `TPUStrategy`:
   (same step, optimizer state, reward baseline and attention seed state). Only the chief writes
   to `DIR`; other workers write to temporary directories (saving runs collective ops, so all
   workers save).
+* faults (`tf_pyramid.runs`): the chief locks `DIR`; a resume compares the flags with the saved
+  config.json and falls back to the newest checkpoint that restores; result files are written
+  atomically; SIGTERM stops at the next step with a checkpoint and `result["signal"]`.
 """
-import json
 import os
 import shutil
 import signal
@@ -29,6 +31,8 @@ from tensorflow.core.framework import summary_pb2
 
 from tf_pyramid.data import build_dataset
 from tf_pyramid.modeling import PyramidClassifier
+from tf_pyramid.runs import checkpoints, files, run_config
+from tf_pyramid.runs import lock as run_lock
 from tf_pyramid.serving import export_saved_model
 from tf_pyramid.training import evaluation
 from tf_pyramid.training import restore
@@ -47,23 +51,6 @@ def write_scalar(name, value, step):
                             metadata=metadata.SerializeToString())
 
 
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def write_json(path, data):
-    """Writes JSON atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 class Trainer:
     """One training run. `Trainer(config).run()`; `config` is a flag dict (see `flags.py`).
 
@@ -77,6 +64,8 @@ class Trainer:
         self.strategy = strategy
         self.model_dir = os.path.abspath(self.config["model_dir"])
         self.interrupted = False
+        self.signal = None  # the signal that interrupted training, if any
+        self.lock = None
         self.initial_step = 0
         self.result = {}
 
@@ -91,6 +80,8 @@ class Trainer:
         self.task_type, self.task_id, self.is_chief = strategy_lib.worker_info(strategy)
         self.write_dir = strategy_lib.write_dir(self.model_dir, strategy)
         os.makedirs(self.write_dir, exist_ok=True)
+        if self.is_chief and self.lock is None:
+            self.lock = run_lock.lock_run_dir(self.model_dir)
         self.replicas = strategy.num_replicas_in_sync
         if c["batch_size"] % self.replicas:
             raise FlagError(f"--batch_size={c['batch_size']} is not divisible by the "
@@ -144,12 +135,12 @@ class Trainer:
         self.checkpoint = restore.checkpoint_for(self.model, optimizer=self.optimizer,
                                                  step=self.step, epoch=self.epoch, **extra)
         self.checkpoint_dir = os.path.join(self.model_dir, "checkpoints")
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.write_dir, "checkpoints"),
-            max_to_keep=c["keep_checkpoints"])
         self.evaluator = evaluation.Evaluator(self.model, strategy, c["policy"])
         self._log_model()
-        self._restore_or_initialize()
+        restored = self._restore_or_initialize()
+        self.manager = checkpoints.manager_after_restore(
+            self.checkpoint, os.path.join(self.write_dir, "checkpoints"),
+            c["keep_checkpoints"], restored)
         self._write_config()
         return self
 
@@ -185,9 +176,14 @@ class Trainer:
 
     def _restore_or_initialize(self):
         c = self.config
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        if checkpoints.has_checkpoints(self.checkpoint_dir):
+            run_config.check_resume(self.model_dir, c, {"num_classes": self.train_info.num_classes,
+                                                        "channels": self.train_info.channels})
+        restored = checkpoints.restore_newest(self.checkpoint, self.checkpoint_dir)
+        if self.is_chief:
+            checkpoints.keep_damaged(self.checkpoint_dir, restored)
+        latest = restored.path
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
             self.initial_step = int(self.step.numpy())
             logging.info("Resuming from %s: step %d of %d (epoch %d), optimizer iterations %d.",
                          latest, self.initial_step, self.total_steps, int(self.epoch.numpy()),
@@ -195,7 +191,7 @@ class Trainer:
             if c["init_from"]:
                 logging.info("--init_from=%s is ignored: the run resumes from its own checkpoint.",
                              c["init_from"])
-            return
+            return restored
         if c["init_from"]:
             source, where = restore.load_run_model(c["init_from"])
             with self.strategy.scope():
@@ -204,6 +200,7 @@ class Trainer:
                          copied, where, getattr(source, "levels", "?"), c["levels"])
         else:
             logging.info("Starting from scratch (no checkpoint in %s).", self.checkpoint_dir)
+        return restored
 
     def _write_config(self):
         if not self.is_chief:
@@ -217,7 +214,7 @@ class Trainer:
                          "num_replicas": self.replicas,
                          "lr_boundary_steps": self.schedule.boundary_steps(),
                          "tensorflow": tf.__version__, "keras": keras.__version__}
-        write_json(os.path.join(self.model_dir, "config.json"), config)
+        run_config.write_config(self.model_dir, config, step=self.initial_step)
 
     # ------------------------------------------------------------------------------------
     # Training.
@@ -333,6 +330,7 @@ class Trainer:
             logging.warning("Signal %d: saving a checkpoint at the next step and stopping.",
                             signum)
             self.interrupted = True
+            self.signal = signum
         try:
             return signal.signal(signal.SIGTERM, handler)
         except ValueError:  # not the main thread
@@ -361,9 +359,9 @@ class Trainer:
         logging.info("Final evaluation (%s, %s): %s", c["eval_split"], c["policy"],
                      _format(evaluation.scalar_logs(result)))
         keras_path = os.path.join(self.write_dir, "model.keras")
-        self.model.save(keras_path)
+        files.save_keras(self.model, keras_path)
         if self.is_chief:
-            write_json(os.path.join(self.model_dir, "metrics.json"), metrics)
+            files.write_json(os.path.join(self.model_dir, "metrics.json"), metrics)
             logging.info("Wrote %s and %s.", os.path.join(self.model_dir, "metrics.json"),
                          keras_path)
         self.result["metrics"] = metrics
@@ -389,15 +387,24 @@ class Trainer:
             digest.update(np.ascontiguousarray(np.asarray(weight.numpy())).tobytes())
         return digest.hexdigest()[:16]
 
+    def close(self):
+        """Releases the run directory's lock (`run()` does; so does the end of the process)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
     def run(self):
         """setup -> train -> finish (unless stopped early). Returns a summary dict."""
-        self.setup()
-        logs = self.train()
-        self.result.update(initial_step=self.initial_step, final_step=int(self.step.numpy()),
-                           train_logs=logs, interrupted=self.interrupted,
-                           model_dir=self.model_dir)
-        if not self.interrupted:
-            self.finish()
+        try:
+            self.setup()
+            logs = self.train()
+            self.result.update(initial_step=self.initial_step, final_step=int(self.step.numpy()),
+                               train_logs=logs, interrupted=self.interrupted, signal=self.signal,
+                               total_steps=self.total_steps, model_dir=self.model_dir)
+            if not self.interrupted:
+                self.finish()
+        finally:
+            self.close()
         self.result["weights_digest"] = self.weights_digest()
         logging.info("Weights digest (task %s %s): %s", self.task_type, self.task_id,
                      self.result["weights_digest"])
