@@ -1,0 +1,60 @@
+"""The run-directory lock: a second holder is refused with the first one named; the lock is
+released on release and when its process dies (also by `kill -9`)."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tf_pyramid.runs import lock
+
+# Loads lock.py by its path: importing the package would import TensorFlow (seconds).
+HOLD = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("run_lock", sys.argv[2])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+held = module.lock_run_dir(sys.argv[1])
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_second_lock_refused_until_released(tmp_path):
+    first = lock.lock_run_dir(tmp_path / "run")
+    with pytest.raises(lock.LockedError) as error:
+        lock.lock_run_dir(tmp_path / "run")
+    message = str(error.value)
+    assert f"is in use by another training run (pid {os.getpid()} on " in message
+    assert "use another directory" in message
+    first.release()
+    second = lock.lock_run_dir(tmp_path / "run")
+    assert second.held
+    second.release()
+    assert (tmp_path / "run" / lock.RUN_LOCK).read_text() == ""  # the file stays, emptied
+
+
+def test_lock_of_a_killed_process_is_free(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), lock.__file__],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(lock.LockedError, match=f"pid {holder.pid} on "):
+            lock.lock_run_dir(tmp_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    assert "pid" in (tmp_path / lock.RUN_LOCK).read_text()  # stale content, but no lock
+    with lock.DirectoryLock(tmp_path) as taken:
+        assert taken.held
+
+
+def test_blocking_lock_and_context(tmp_path):
+    with lock.DirectoryLock(tmp_path, ".export.lock", "another export") as first:
+        with pytest.raises(lock.LockedError, match="in use by another export"):
+            lock.DirectoryLock(tmp_path, ".export.lock", "another export").acquire()
+        assert first.held
+    assert not first.held
+    assert lock.DirectoryLock(tmp_path, ".export.lock").acquire(blocking=True).held
