@@ -27,7 +27,7 @@ def test_second_lock_refused_until_released(tmp_path):
         lock.lock_run_dir(tmp_path / "run")
     message = str(error.value)
     assert f"is in use by another training run (pid {os.getpid()} on " in message
-    assert "use another directory" in message
+    assert "train in another --model_dir" in message
     first.release()
     second = lock.lock_run_dir(tmp_path / "run")
     assert second.held
@@ -51,10 +51,12 @@ def test_lock_of_a_killed_process_is_free(tmp_path):
         assert taken.held
 
 
-def test_blocking_lock_and_context(tmp_path):
-    with lock.DirectoryLock(tmp_path, ".export.lock", "another export") as first:
-        with pytest.raises(lock.LockedError, match="in use by another export"):
-            lock.DirectoryLock(tmp_path, ".export.lock", "another export").acquire()
+def test_lock_on_the_directory_itself(tmp_path):
+    """As exports lock their base folder: no file is added to it."""
+    with lock.DirectoryLock(tmp_path, None, "another export") as first:
+        with pytest.raises(lock.LockedError, match=r"in use by another export\.$"):
+            lock.DirectoryLock(tmp_path, None, "another export").acquire()
         assert first.held
     assert not first.held
-    assert lock.DirectoryLock(tmp_path, ".export.lock").acquire(blocking=True).held
+    assert lock.DirectoryLock(tmp_path, None).acquire(blocking=True).held
+    assert os.listdir(tmp_path) == []

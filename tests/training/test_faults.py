@@ -213,7 +213,7 @@ def test_second_run_refused_and_sigterm_exits_143_then_resumes(tmp_path, train_c
         assert train_cli(args) == 2
         refused = capsys.readouterr().err
         assert f"is in use by another training run (pid {first.pid} on" in refused
-        assert "Two runs in one directory overwrite each other's" in refused
+        assert "Two trainings in one run directory overwrite each other's" in refused
         first.send_signal(signal.SIGTERM)
         _, stderr = first.communicate(timeout=120)
     finally:

@@ -29,16 +29,19 @@ def _holder_description():
 
 
 class DirectoryLock:
-    """`with DirectoryLock(directory):` holds an exclusive lock on `directory/name`.
+    """`with DirectoryLock(directory):` holds an exclusive lock on `directory/name`, or with
+    `name=None` on the directory itself (no file is added; the holder cannot be named).
 
     `acquire(blocking=False)` raises `LockedError` when another process (or another
-    `DirectoryLock` of this process) holds it; `blocking=True` waits instead.
+    `DirectoryLock` of this process) holds it; `blocking=True` waits instead. `held` is False
+    after `acquire` only where the file system has no locks (a warning is logged).
     """
 
-    def __init__(self, directory, name=RUN_LOCK, purpose="a training run"):
+    def __init__(self, directory, name=RUN_LOCK, purpose="a training run", advice=""):
         self._fd = None
+        self.advice = advice
         self.directory = os.path.abspath(directory)
-        self.path = os.path.join(self.directory, name)
+        self.path = os.path.join(self.directory, name) if name else self.directory
         self.purpose = purpose
 
     @property
@@ -49,23 +52,24 @@ class DirectoryLock:
         if self._fd is not None:
             return self
         os.makedirs(self.directory, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        on_directory = self.path == self.directory
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY if on_directory
+                     else os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except OSError as error:
-            holder = _read_holder(fd)
+            holder = "" if on_directory else _read_holder(fd)
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise LockedError(
                     f"{self.directory} is in use by {self.purpose}"
-                    f"{f' ({holder})' if holder else ''}. Two runs in one directory overwrite "
-                    "each other's checkpoints and results: wait for it to end, stop it, or use "
-                    "another directory.") from None
+                    f"{f' ({holder})' if holder else ''}. {self.advice}".strip()) from None
             logging.warning("Cannot lock %s (%s): the file system has no locks; make sure no "
                             "other process uses %s.", self.path, error, self.directory)
             return self
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, _holder_description().encode(), 0)
+        if not on_directory:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, _holder_description().encode(), 0)
         self._fd = fd
         return self
 
@@ -76,7 +80,8 @@ class DirectoryLock:
         if fd is None:
             return
         try:
-            os.ftruncate(fd, 0)
+            if self.path != self.directory:
+                os.ftruncate(fd, 0)
         except OSError:
             pass
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -101,4 +106,7 @@ def _read_holder(fd):
 
 def lock_run_dir(model_dir):
     """Locks a run directory for one training (non-blocking); raises `LockedError` if taken."""
-    return DirectoryLock(model_dir, RUN_LOCK, "another training run").acquire()
+    return DirectoryLock(
+        model_dir, RUN_LOCK, "another training run",
+        "Two trainings in one run directory overwrite each other's checkpoints and results: wait "
+        "for it to end, stop it, or train in another --model_dir.").acquire()

@@ -15,7 +15,6 @@ from tf_pyramid.serving import signatures as signatures_lib
 
 INFO_FILE = os.path.join("assets.extra", "tf_pyramid_serving.json")
 STAGING_PREFIX = ".tmp-"
-EXPORT_LOCK = ".export.lock"  # held while staging; TF Serving ignores non-numeric names
 
 
 def existing_versions(export_base):
@@ -97,10 +96,12 @@ def export_saved_model(model, export_base, version=None, value_range=None, datas
     for name, fn, input_signature in functions.endpoints():
         archive.add_endpoint(name, fn, input_signature=input_signature)
 
-    export_lock = lock_lib.DirectoryLock(export_base, EXPORT_LOCK, "another export")
-    export_lock.acquire(blocking=True)  # exports into one base take turns
+    # Exports into one base take turns (a lock on the base folder itself: no file is added).
+    export_lock = lock_lib.DirectoryLock(export_base, None, "another export")
+    export_lock.acquire(blocking=True)
     try:
-        _remove_stale_staging(export_base)
+        if export_lock.held:  # else another export's staging folder may be in use
+            _remove_stale_staging(export_base)
         return _write_version(archive, model, value_range, resize_method, export_base, final,
                               version, verbose)
     finally:
