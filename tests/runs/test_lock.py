@@ -4,6 +4,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -32,7 +34,7 @@ def test_second_lock_refused_until_released(tmp_path):
     second = lock.lock_run_dir(tmp_path / "run")
     assert second.held
     second.release()
-    assert (tmp_path / "run" / lock.RUN_LOCK).read_text() == ""  # the file stays, emptied
+    assert os.listdir(tmp_path / "run") == []  # the lock file goes with the lock
 
 
 def test_lock_of_a_killed_process_is_free(tmp_path):
@@ -49,6 +51,7 @@ def test_lock_of_a_killed_process_is_free(tmp_path):
     assert "pid" in (tmp_path / lock.RUN_LOCK).read_text()  # stale content, but no lock
     with lock.DirectoryLock(tmp_path) as taken:
         assert taken.held
+        assert f"pid {os.getpid()} on" in (tmp_path / lock.RUN_LOCK).read_text()
 
 
 def test_lock_on_the_directory_itself(tmp_path):
@@ -60,3 +63,21 @@ def test_lock_on_the_directory_itself(tmp_path):
     assert not first.held
     assert lock.DirectoryLock(tmp_path, None).acquire(blocking=True).held
     assert os.listdir(tmp_path) == []
+
+
+def test_waiter_on_a_removed_lock_file_locks_the_new_one(tmp_path):
+    """A waiter that opened run.lock before the holder removed it must not hold a lock on the
+    removed file (a third process would then lock a new file beside it)."""
+    holder = lock.lock_run_dir(tmp_path)
+    waiter = lock.DirectoryLock(tmp_path)
+    thread = threading.Thread(target=waiter.acquire, kwargs={"blocking": True})
+    thread.start()
+    time.sleep(0.5)  # the waiter has opened the file and blocks in flock
+    assert thread.is_alive() and not waiter.held
+    holder.release()
+    thread.join(timeout=10)
+    assert waiter.held
+    with pytest.raises(lock.LockedError, match=f"pid {os.getpid()}"):
+        lock.lock_run_dir(tmp_path)
+    assert os.fstat(waiter._fd).st_ino == os.stat(tmp_path / lock.RUN_LOCK).st_ino  # noqa: SLF001
+    waiter.release()

@@ -2,7 +2,8 @@
 
 The lock is `fcntl.flock` on a file in the directory (`run.lock` for a run directory). The kernel
 drops it when the holding process exits, however it exits (`kill -9`, a crash, a pre-empted VM),
-so a lock is never left stale; the file itself stays and only says who held it last. On NFS,
+so a lock is never left stale. The file names the holder; `release` removes it, a crash leaves it
+(unlocked: it only says who held it last). On NFS,
 Linux implements `flock` with byte-range locks that the server arbitrates across hosts; file
 systems without any locking get a warning and no lock.
 """
@@ -53,37 +54,45 @@ class DirectoryLock:
             return self
         os.makedirs(self.directory, exist_ok=True)
         on_directory = self.path == self.directory
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY if on_directory
-                     else os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except OSError as error:
-            holder = "" if on_directory else _read_holder(fd)
-            os.close(fd)
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LockedError(
-                    f"{self.directory} is in use by {self.purpose}"
-                    f"{f' ({holder})' if holder else ''}. {self.advice}".strip()) from None
-            logging.warning("Cannot lock %s (%s): the file system has no locks; make sure no "
-                            "other process uses %s.", self.path, error, self.directory)
-            return self
+        while True:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY if on_directory
+                         else os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except OSError as error:
+                return self._refuse(fd, error, on_directory)
+            if on_directory or _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder removed the file as we locked it: lock the new one
         if not on_directory:
             os.ftruncate(fd, 0)
             os.pwrite(fd, _holder_description().encode(), 0)
         self._fd = fd
         return self
 
+    def _refuse(self, fd, error, on_directory):
+        holder = "" if on_directory else _read_holder(fd)
+        os.close(fd)
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise LockedError(
+                f"{self.directory} is in use by {self.purpose}"
+                f"{f' ({holder})' if holder else ''}. {self.advice}".strip()) from None
+        logging.warning("Cannot lock %s (%s): the file system has no locks; make sure no "
+                        "other process uses %s.", self.path, error, self.directory)
+        return self
+
     def release(self):
-        """Unlocks (also done by the kernel when the process ends). The file stays: removing
-        it would let a process that opened it before the removal lock a file nobody else sees."""
+        """Removes the lock file, then unlocks (the kernel unlocks when the process ends). A
+        process that opened the file before its removal sees that it was removed after locking
+        it (`_same_file`) and starts again on a new file."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        try:
-            if self.path != self.directory:
-                os.ftruncate(fd, 0)
-        except OSError:
-            pass
+        if self.path != self.directory and _same_file(fd, self.path):
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
@@ -95,6 +104,15 @@ class DirectoryLock:
 
     def __del__(self):
         self.release()
+
+
+def _same_file(fd, path):
+    """Whether `path` still names the file open as `fd`."""
+    try:
+        opened, named = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
 
 
 def _read_holder(fd):
