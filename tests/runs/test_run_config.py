@@ -49,7 +49,7 @@ def test_check_resume_refuses_incompatible_change(run_dir):
 
 
 def test_compatible_change_is_logged_and_history_kept(run_dir, caplog):
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         changed = run_config.check_resume(run_dir, _new(epochs=3, learning_rate=0.002),
                                           {"num_classes": 10, "channels": 1})
     assert changed == [("epochs", 1, 3), ("learning_rate", 0.01, 0.002)]
@@ -69,6 +69,7 @@ def test_compatible_change_is_logged_and_history_kept(run_dir, caplog):
 
 
 def test_damaged_or_missing_saved_config(run_dir, caplog):
+    caplog.set_level(logging.WARNING, logger="absl")
     (run_dir / "config.json").write_text('{"model": "mnist')
     with pytest.raises(files.DamagedFileError, match="config.json is damaged"):
         run_config.check_resume(run_dir, _new())

@@ -83,17 +83,22 @@ def test_resume_skips_a_damaged_checkpoint_and_keeps_it(stopped_run, tmp_path, k
     model_dir = _copy(stopped_run, tmp_path)
     checkpoint_dir = model_dir / "checkpoints"
     _damage(checkpoint_dir, kind)
+    state_kind = kind.endswith("state")
     damaged = {n: h for n, h in _tree(checkpoint_dir).items()
-               if n == ("checkpoint" if kind.endswith("state") else n) and
-               (kind.endswith("state") or n.startswith("ckpt-4"))}
+               if (n == "checkpoint" if state_kind else n.startswith("ckpt-4"))}
+    if kind == "deleted_index":  # evaluation falls back too, and moves nothing
+        before = _tree(model_dir)
+        assert evaluation.evaluate_run(str(model_dir))["source_file"].endswith("ckpt-2")
+        assert _tree(model_dir) == before
     trainer = Trainer(_config(model_dir))
     trainer.setup()
+    trainer.close()  # the run lock; the trainer stays usable
     kept = glob.glob(f"{checkpoint_dir}/damaged/*")
     assert len(kept) == 1 and os.path.exists(f"{kept[0]}/WHY.txt")
     assert {n: h for n, h in _tree(kept[0]).items() if n != "WHY.txt"} == damaged
-    if kind.endswith("state"):  # the checkpoints themselves are intact: the newest restores
+    if state_kind:  # the checkpoints themselves are intact: the newest restores
         assert trainer.initial_step == 4
-        return trainer.close()
+        return
     assert trainer.initial_step == 2 and int(trainer.optimizer.iterations.numpy()) == 2
     for variable, value in zip(trainer.model.weights, stopped_run[1]):
         np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
@@ -104,7 +109,6 @@ def test_resume_skips_a_damaged_checkpoint_and_keeps_it(stopped_run, tmp_path, k
     trainer._save("test")  # noqa: SLF001
     assert [os.path.basename(p) for p in trainer.manager.checkpoints] == ["ckpt-2", "ckpt-4"]
     assert {n: h for n, h in _tree(kept[0]).items() if n != "WHY.txt"} == damaged
-    trainer.close()
 
 
 @pytest.fixture

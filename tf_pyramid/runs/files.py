@@ -15,7 +15,8 @@ class DamagedFileError(ValueError):
     """A run file exists but cannot be read (truncated, overwritten, not the expected format)."""
 
 
-def _json_default(value):
+def json_default(value):
+    """`json.dump(default=...)` for numpy scalars and arrays."""
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
@@ -66,7 +67,7 @@ def replace_atomically(path, write, suffix=""):
 
 def write_json(path, data):
     """Writes `data` as indented JSON to `path` atomically (numpy scalars become numbers)."""
-    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    text = json.dumps(data, indent=2, default=json_default) + "\n"
 
     def write(tmp):
         with open(tmp, "w") as f:

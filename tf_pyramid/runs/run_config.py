@@ -40,7 +40,7 @@ class IncompatibleConfigError(ValueError):
 
 def _plain(value):
     """JSON-comparable form (tuples become lists, numpy scalars numbers)."""
-    return json.loads(json.dumps(value, default=files._json_default))  # noqa: SLF001
+    return json.loads(json.dumps(value, default=files.json_default))
 
 
 def read_saved(model_dir):
