@@ -7,9 +7,15 @@ Flags after the flagfile override it (a list flag such as --c_t=3.2,13.5 given o
 replaces the flagfile's list). The run directory gets config.json, checkpoints/ (a rerun
 resumes from the last one), logs/{train,validation} (TensorBoard), and at the end metrics.json
 (per-level evaluation), model.keras and export/<version> (TF Serving). See docs/training.md.
+
+Exit status: 0 done (or stopped by --stop_after_steps), 2 bad flags or a run directory that
+cannot be used (locked by another training, incompatible settings, no checkpoint restores, a
+damaged file), 128 + N when signal N interrupted training (143 for SIGTERM, 130 for Ctrl-C) after
+saving a checkpoint: rerun the same command to resume.
 """
 import json
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,6 +24,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from tf_pyramid.runs import checkpoints, files, lock, run_config  # noqa: E402
 from tf_pyramid.training import flags as training_flags  # noqa: E402
 from tf_pyramid.training.flagfiles import flagfiles_in_argv  # noqa: E402
 
@@ -27,7 +34,8 @@ flags.DEFINE_boolean("dry_run", False, "Print the resolved run configuration as 
                      "(reads no data, builds no model).")
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 143  # 128 + SIGTERM, the shells' code for a process ended by SIGTERM
+UNUSABLE_RUN = (lock.LockedError, run_config.IncompatibleConfigError, checkpoints.CheckpointError,
+                files.DamagedFileError)
 
 
 def export_run(model_dir):
@@ -53,7 +61,19 @@ def main(argv):
     except training_flags.FlagError as error:
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if result["interrupted"]:
+    except KeyboardInterrupt:
+        print("Interrupted (Ctrl-C); the last checkpoint is kept: resume with the same command.",
+              file=sys.stderr)
+        return 128 + signal.SIGINT
+    except UNUSABLE_RUN as error:  # the run directory cannot be used as it is
+        print(f"Error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if result.get("signal"):
+        print(f"Interrupted by {signal.Signals(result['signal']).name} at step "
+              f"{result['final_step']} of {result['total_steps']}; a checkpoint was saved. Not "
+              "finished: resume with the same command.", file=sys.stderr)
+        return 128 + result["signal"]
+    if result["interrupted"]:  # --stop_after_steps: the stop the user asked for
         return 0
     if result.get("is_chief") and config["export"]:
         result["export"] = export_run(result["model_dir"])

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tf_pyramid  # noqa: F401  (registers the model classes)
 from tests.helpers import tiny_config
 from tf_pyramid import runs
 from tf_pyramid.callbacks import AttentionImages

@@ -5,7 +5,6 @@ A run directory holds `config.json` (the resolved flags, plus a `run` section wi
 told the trainer: classes, input convention, steps), `checkpoints/`, `model.keras` once finished,
 and `export/<version>/`.
 """
-import json
 import os
 
 import keras
@@ -13,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pyramid.modeling import build_model, is_pyramid
+from tf_pyramid.runs import checkpoints, files
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -63,8 +63,7 @@ def read_config(model_dir):
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    return files.read_json(path)
 
 
 def read_class_names(model_dir):
@@ -85,24 +84,29 @@ def load_run_model(path, checkpoint=None, prefer_checkpoint=False, compile=False
     """A model from a .keras file, a run directory's model.keras, or its (latest) checkpoint.
 
     Returns `(model, source description)`. With `prefer_checkpoint` (or `checkpoint` given) a
-    run directory's checkpoint is used even when model.keras exists. `compile`: compiled with
-    the saved learning rule (reward baselines included) rather than bare.
+    run directory's checkpoint is used even when model.keras exists. Without `checkpoint`, the
+    newest checkpoint that restores is used (damaged newer ones are skipped with a warning, and
+    left where they are). `compile`: compiled with the saved learning rule (reward baselines
+    included) rather than bare. A damaged file raises a `ValueError` saying so
+    (`files.DamagedFileError`, `checkpoints.CheckpointError`).
     """
     if os.path.isfile(path):
-        return keras.saving.load_model(path, compile=compile), path
+        return files.load_keras(path, compile=compile), path
     keras_file = os.path.join(path, MODEL_FILE)
     if os.path.exists(keras_file) and not (prefer_checkpoint or checkpoint):
-        return keras.saving.load_model(keras_file, compile=compile), keras_file
+        return files.load_keras(keras_file, compile=compile), keras_file
     config = read_config(path)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(path, CHECKPOINT_DIR))
-    if config is None or checkpoint is None:
+    checkpoint_dir = os.path.join(path, CHECKPOINT_DIR)
+    if config is None or not (checkpoint or checkpoints.has_checkpoints(checkpoint_dir)):
         raise FileNotFoundError(f"{path}: no {MODEL_FILE}, or no {CONFIG_FILE} and checkpoint.")
     model = build_from_config(config)
     if compile:
         model.compile(optimizer=keras.optimizers.Adam(),
                       learning_rule=learning_rule_from_config(config))
-    checkpoint_for(model).restore(checkpoint).expect_partial().assert_existing_objects_matched()
-    return model, checkpoint
+    if checkpoint:
+        return model, checkpoints.restore_file(checkpoint_for(model), checkpoint, partial=True)
+    return model, checkpoints.restore_newest(checkpoint_for(model), checkpoint_dir,
+                                             partial=True).path
 
 
 def copy_module_weights(source, target):

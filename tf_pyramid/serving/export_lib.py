@@ -2,16 +2,19 @@
 import json
 import os
 import shutil
-import tempfile
+import uuid
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from tf_pyramid import runs
 from tf_pyramid.data import InputConvention
+from tf_pyramid.runs import lock as lock_lib
 from tf_pyramid.serving import signatures as signatures_lib
 
 INFO_FILE = os.path.join("assets.extra", "tf_pyramid_serving.json")
+STAGING_PREFIX = ".tmp-"
 
 
 def existing_versions(export_base):
@@ -63,7 +66,9 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
         resize_method: "area" or "bilinear" (antialiased); None = the saved convention's.
         overwrite: replace an existing version directory instead of refusing.
     The version directory appears atomically (written under a temporary name, then renamed), so
-    a running TF Serving never picks up a half-written version.
+    a running TF Serving never picks up a half-written version. Folders get the usual modes
+    (0777 less the umask, 0755 with umask 022) so that a server running as another user can
+    read them; staging folders left by a killed export are removed by the next one.
     """
     convention = InputConvention.of_model(model, value_range, resize_method)
     tf.io.gfile.makedirs(export_base)
@@ -83,7 +88,31 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
     for name, fn, input_signature in functions.endpoints():
         archive.add_endpoint(name, fn, input_signature=input_signature)
 
-    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_base)
+    # Exports into one base take turns (a lock on the base folder itself: no file is added).
+    export_lock = lock_lib.DirectoryLock(export_base, None, "another export")
+    export_lock.acquire(blocking=True)
+    try:
+        if export_lock.held:  # else another export's staging folder may be in use
+            _remove_stale_staging(export_base)
+        return _write_version(archive, model, convention, export_base, final, version, verbose)
+    finally:
+        export_lock.release()
+
+
+def _remove_stale_staging(export_base):
+    """Removes `.tmp-*` staging folders: with the export lock held, none is in use (a killed
+    export leaves its folder behind)."""
+    for name in os.listdir(export_base):
+        path = os.path.join(export_base, name)
+        if name.startswith(STAGING_PREFIX) and os.path.isdir(path):
+            logging.warning("Removing %s, left by an interrupted export.", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_version(archive, model, convention, export_base, final, version, verbose):
+    # os.mkdir applies the umask (tempfile.mkdtemp would make the version folder 0700).
+    staging = os.path.join(export_base, f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:12]}")
+    os.mkdir(staging, 0o777)
     try:
         archive.write_out(staging, verbose=verbose)
         info = {

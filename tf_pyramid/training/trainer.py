@@ -13,14 +13,16 @@ loop is our own and the same code runs on one device, `MirroredStrategy`,
   `--checkpoint_every` steps and at every epoch end; a run that finds a checkpoint resumes from it
   (same step, optimizer state, reward baseline and attention seed state). Only the chief writes
   to `DIR`; other workers write to temporary directories (saving runs collective ops, so all
-  workers save).
+  workers save);
+* faults (`tf_pyramid.runs`): the chief locks `DIR`; a resume compares the flags with the saved
+  config.json and falls back to the newest checkpoint that restores; result files are written
+  atomically; SIGTERM stops at the next step with a checkpoint and `result["signal"]`.
 
 Everything besides the steps (progress, summaries, checkpoints, validation, callbacks) is an
 action of `training/actions.py`. The export for TF Serving is not the trainer's: `train.py` calls
 `tf_pyramid.serving` once the run has finished.
 """
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -33,28 +35,13 @@ from absl import logging
 
 from tf_pyramid import runs
 from tf_pyramid.data import build_dataset, check_split
+from tf_pyramid.runs import checkpoints, files, run_config
+from tf_pyramid.runs import lock as run_lock
 from tf_pyramid.modeling import StepDecay
 from tf_pyramid.training import actions as actions_lib
 from tf_pyramid.training import evaluation
 from tf_pyramid.training import strategy as strategy_lib
 from tf_pyramid.training.flags import FlagError, ignored_pyramid_flags, resolve_config
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def write_json(path, data):
-    """Writes JSON atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -74,6 +61,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.model_dir = os.path.abspath(self.config["model_dir"])
         self.interrupted = False
+        self.signal = None  # the signal that interrupted training, if any
+        self.lock = None
         self.initial_step = 0
         self.current_step = 0
         self.last_chunk = 0
@@ -90,6 +79,8 @@ class Trainer:
         self.task_type, self.task_id, self.is_chief = strategy_lib.worker_info(strategy)
         self.write_dir = strategy_lib.write_dir(self.model_dir, strategy)
         os.makedirs(self.write_dir, exist_ok=True)
+        if self.is_chief and self.lock is None:
+            self.lock = run_lock.lock_run_dir(self.model_dir)
         self.replicas = strategy.num_replicas_in_sync
         if c["batch_size"] % self.replicas:
             raise FlagError(f"--batch_size={c['batch_size']} is not divisible by the "
@@ -102,7 +93,10 @@ class Trainer:
         self._check_splits()
         self._setup_data()
         self._setup_model()
-        self._restore_or_initialize()
+        restored = self._restore_or_initialize()
+        self.manager = checkpoints.manager_after_restore(
+            self.checkpoint, os.path.join(self.write_dir, runs.run_directory.CHECKPOINT_DIR),
+            self.config["keep_checkpoints"], restored)
         self._write_run_files()
         return self
 
@@ -161,9 +155,6 @@ class Trainer:
         self.checkpoint = runs.checkpoint_for(self.model, optimizer=self.optimizer,
                                               step=self.step, epoch=self.epoch)
         self.checkpoint_dir = os.path.join(self.model_dir, runs.run_directory.CHECKPOINT_DIR)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self.write_dir, runs.run_directory.CHECKPOINT_DIR),
-            max_to_keep=c["keep_checkpoints"])
         self.evaluator = evaluation.Evaluator(self.model, self.strategy, c["policy"])
         costs = self.model.module_costs()
         params = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
@@ -195,10 +186,17 @@ class Trainer:
         return self.strategy.distribute_datasets_from_function(dataset_fn, options)
 
     def _restore_or_initialize(self):
+        """Resumes from the newest checkpoint that restores (damaged newer ones are kept aside),
+        after checking that the flags still fit it; else `--init_from` or scratch."""
         c = self.config
-        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+        if checkpoints.has_checkpoints(self.checkpoint_dir):
+            run_config.check_resume(self.model_dir, c, {"num_classes": self.train_info.num_classes,
+                                                        "channels": self.train_info.channels})
+        restored = checkpoints.restore_newest(self.checkpoint, self.checkpoint_dir)
+        if self.is_chief:
+            checkpoints.keep_damaged(self.checkpoint_dir, restored)
+        latest = restored.path
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
             self.initial_step = int(self.step.numpy())
             logging.info("Resuming from %s: step %d of %d (epoch %d), optimizer iterations %d.",
                          latest, self.initial_step, self.total_steps, int(self.epoch.numpy()),
@@ -206,7 +204,7 @@ class Trainer:
             if c["init_from"]:
                 logging.info("--init_from=%s is ignored: the run resumes from its own checkpoint.",
                              c["init_from"])
-            return
+            return restored
         if c["init_from"]:
             source, where = runs.load_run_model(c["init_from"], compile=True)
             with self.strategy.scope():
@@ -215,6 +213,7 @@ class Trainer:
                          copied, where, getattr(source, "levels", 1), c["levels"])
         else:
             logging.info("Starting from scratch (no checkpoint in %s).", self.checkpoint_dir)
+        return restored
 
     def _write_run_files(self):
         if not self.is_chief:
@@ -229,7 +228,7 @@ class Trainer:
                          "num_replicas": self.replicas,
                          "lr_boundary_steps": self.schedule.boundary_steps(),
                          "tensorflow": tf.__version__, "keras": keras.__version__}
-        write_json(os.path.join(self.model_dir, runs.run_directory.CONFIG_FILE), config)
+        run_config.write_config(self.model_dir, config, step=self.initial_step)
         if self.train_info.class_names:
             runs.write_class_names(self.model_dir, self.train_info.class_names)
 
@@ -335,6 +334,7 @@ class Trainer:
             logging.warning("Signal %d: saving a checkpoint at the next step and stopping.",
                             signum)
             self.interrupted = True
+            self.signal = signum
         try:
             return signal.signal(signal.SIGTERM, handler)
         except ValueError:  # not the main thread
@@ -381,9 +381,9 @@ class Trainer:
             logging.info("Final evaluation with threshold attention: %s", actions_lib.format_logs(
                 evaluation.scalar_logs(deterministic)))
         keras_path = os.path.join(self.write_dir, runs.run_directory.MODEL_FILE)
-        self.model.save(keras_path)
+        files.save_keras(self.model, keras_path)
         if self.is_chief:
-            write_json(os.path.join(self.model_dir, "metrics.json"), metrics)
+            files.write_json(os.path.join(self.model_dir, "metrics.json"), metrics)
             logging.info("Wrote %s and %s.", os.path.join(self.model_dir, "metrics.json"),
                          keras_path)
         self.result["metrics"] = metrics
@@ -398,15 +398,25 @@ class Trainer:
             digest.update(np.ascontiguousarray(np.asarray(weight.numpy())).tobytes())
         return digest.hexdigest()[:16]
 
+    def close(self):
+        """Releases the run directory's lock (`run()` does; so does the end of the process)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
     def run(self):
         """setup -> train -> finish (unless stopped early). Returns a summary dict."""
-        self.setup()
-        logs = self.train()
-        self.result.update(initial_step=self.initial_step, final_step=int(self.step.numpy()),
-                           train_logs=logs, interrupted=self.interrupted,
-                           model_dir=self.model_dir, is_chief=self.is_chief)
-        if not self.interrupted:
-            self.finish()
+        try:
+            self.setup()
+            logs = self.train()
+            self.result.update(initial_step=self.initial_step, final_step=int(self.step.numpy()),
+                               train_logs=logs, interrupted=self.interrupted, signal=self.signal,
+                               total_steps=self.total_steps, model_dir=self.model_dir,
+                               is_chief=self.is_chief)
+            if not self.interrupted:
+                self.finish()
+        finally:
+            self.close()
         self.result["weights_digest"] = self.weights_digest()
         logging.debug("Weights digest (task %s %s): %s", self.task_type, self.task_id,
                       self.result["weights_digest"])

@@ -1,0 +1,236 @@
+"""The trainer under faults, through its public path (tiny MNIST runs on the bundled digits):
+damaged checkpoints, none restorable, a full disk while saving model.keras, a damaged
+model.keras, changed settings on resume, two runs on one directory and SIGTERM."""
+import builtins
+import errno
+import glob
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import REPO, python_env, tiny_args, tiny_config
+from tf_pyramid import runs, serving
+from tf_pyramid.runs import files, run_config
+from tf_pyramid.training import Trainer, evaluation
+
+FAULTS = dict(model="mnist_m2", epochs=2, steps_per_epoch=4, batch_size=8, checkpoint_every=2)
+
+
+def _config(model_dir, **overrides):
+    return tiny_config(model_dir, **dict(FAULTS, **overrides))
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A run stopped at step 4 of 8 (checkpoints 2 and 4), and the weights of checkpoint 2."""
+    model_dir = tmp_path_factory.mktemp("faults") / "stopped"
+    result = Trainer(_config(model_dir, stop_after_steps=4)).run()
+    assert result["interrupted"] and result["final_step"] == 4 and result["signal"] is None
+    model, _ = runs.load_run_model(str(model_dir), checkpoint=str(model_dir / "checkpoints" /
+                                                                     "ckpt-2"))
+    return model_dir, [w.numpy() for w in model.weights]
+
+
+def _copy(stopped_run, tmp_path):
+    model_dir = tmp_path / "run"
+    shutil.copytree(stopped_run[0], model_dir)
+    return model_dir
+
+
+def _tree(directory):
+    digests = {}
+    for path in sorted(glob.glob(f"{directory}/**", recursive=True)):
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                digests[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return digests
+
+
+def _damage(checkpoint_dir, kind, step=4):
+    prefix = os.path.join(checkpoint_dir, f"ckpt-{step}")
+    if kind == "deleted_index":
+        os.remove(prefix + ".index")
+    elif kind == "corrupt_index":
+        with open(prefix + ".index", "r+b") as f:
+            f.write(b"garbage!" * 8)
+    elif kind == "truncated_data":
+        data = prefix + ".data-00000-of-00001"
+        os.truncate(data, os.path.getsize(data) // 2)
+    elif kind == "corrupt_data":
+        data = prefix + ".data-00000-of-00001"
+        with open(data, "r+b") as f:
+            f.seek(os.path.getsize(data) // 2)
+            f.write(b"\xde\xad\xbe\xef")
+    elif kind == "empty_state":
+        open(os.path.join(checkpoint_dir, "checkpoint"), "w").close()
+    elif kind == "garbage_state":
+        with open(os.path.join(checkpoint_dir, "checkpoint"), "wb") as f:
+            f.write(os.urandom(64) + b"\xff")
+
+
+@pytest.mark.parametrize("kind", ["deleted_index", "corrupt_index", "truncated_data",
+                                  "corrupt_data", "empty_state", "garbage_state"])
+def test_resume_skips_a_damaged_checkpoint_and_keeps_it(stopped_run, tmp_path, kind):
+    model_dir = _copy(stopped_run, tmp_path)
+    checkpoint_dir = model_dir / "checkpoints"
+    _damage(checkpoint_dir, kind)
+    state_kind = kind.endswith("state")
+    damaged = {n: h for n, h in _tree(checkpoint_dir).items()
+               if (n == "checkpoint" if state_kind else n.startswith("ckpt-4"))}
+    if kind == "deleted_index":  # evaluation falls back too, and moves nothing
+        before = _tree(model_dir)
+        assert evaluation.evaluate_run(str(model_dir))["source_file"].endswith("ckpt-2")
+        assert _tree(model_dir) == before
+    trainer = Trainer(_config(model_dir))
+    trainer.setup()
+    trainer.close()  # the run lock; the trainer stays usable
+    kept = glob.glob(f"{checkpoint_dir}/damaged/*")
+    assert len(kept) == 1 and os.path.exists(f"{kept[0]}/WHY.txt")
+    assert {n: h for n, h in _tree(kept[0]).items() if n != "WHY.txt"} == damaged
+    if state_kind:  # the checkpoints themselves are intact: the newest restores
+        assert trainer.initial_step == 4
+        return
+    assert trainer.initial_step == 2 and int(trainer.optimizer.iterations.numpy()) == 2
+    for variable, value in zip(trainer.model.weights, stopped_run[1]):
+        np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
+    # The manager starts from ckpt-2 (this used to restart from step 0 on a deleted index, and
+    # the manager then deleted ckpt-2): the next save is a new ckpt-4 beside the kept one.
+    assert [os.path.basename(p) for p in trainer.manager.checkpoints] == ["ckpt-2"]
+    trainer.step.assign(4)
+    trainer._save("test")  # noqa: SLF001
+    assert [os.path.basename(p) for p in trainer.manager.checkpoints] == ["ckpt-2", "ckpt-4"]
+    assert {n: h for n, h in _tree(kept[0]).items() if n != "WHY.txt"} == damaged
+
+
+@pytest.fixture
+def train_cli():
+    """`python -m tf_pyramid.train` in this process: `train_cli(args)` -> exit status."""
+    from tf_pyramid import train  # noqa: PLC0415  (defines the absl flags)
+
+    def main(args):
+        train.parse_flags(["train", *args])
+        return train.main(["train"])
+    yield main
+    train.FLAGS.unparse_flags()
+
+
+def test_no_restorable_checkpoint_stops_with_an_error(stopped_run, tmp_path, train_cli, capsys):
+    model_dir = _copy(stopped_run, tmp_path)
+    _damage(model_dir / "checkpoints", "deleted_index", 4)
+    _damage(model_dir / "checkpoints", "truncated_data", 2)
+    before = _tree(model_dir)
+    assert train_cli(tiny_args(model_dir, **FAULTS)) == 2
+    stderr = capsys.readouterr().err
+    assert "Error: None of the 2 checkpoint(s)" in stderr
+    assert "ckpt-4: its index file ckpt-4.index is missing" in stderr
+    assert "ckpt-2: its data file ckpt-2.data-* is damaged" in stderr
+    assert "Nothing was deleted" in stderr
+    after = _tree(model_dir)
+    assert {n: h for n, h in after.items() if n != "run.lock"} == \
+        {n: h for n, h in before.items() if n != "run.lock"}
+    # evaluate falls back the same way, and says the same when nothing restores.
+    with pytest.raises(ValueError, match="None of the 2 checkpoint"):
+        evaluation.evaluate_run(str(model_dir))
+
+
+def test_full_disk_while_saving_the_model_then_resume(stopped_run, tmp_path, monkeypatch):
+    model_dir = _copy(stopped_run, tmp_path)
+    real_open = builtins.open
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        if str(file).endswith(".keras") and "w" in mode:
+            f = real_open(file, mode, *args, **kwargs)
+            f.write(b"PK\x03\x04 a few bytes, then the disk is full")
+            f.close()
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    # --epochs=1: the 4 steps are done, the run goes straight to its final evaluation and save.
+    with monkeypatch.context() as patch:
+        patch.setattr(builtins, "open", failing_open)
+        with pytest.raises(OSError, match="No space left"):
+            Trainer(_config(model_dir, epochs=1)).run()
+    names = os.listdir(model_dir)
+    assert "model.keras" not in names and "metrics.json" not in names
+    assert not [n for n in names if ".tmp" in n]
+    result = Trainer(_config(model_dir, epochs=1)).run()  # the lock was released; rerun finishes
+    assert result["initial_step"] == 4 and result["metrics"]["step"] == 4
+    files.check_keras_file(model_dir / "model.keras")
+
+    # A truncated model.keras gets "damaged" from evaluate and from export's loader.
+    data = (model_dir / "model.keras").read_bytes()
+    (model_dir / "model.keras").write_bytes(data[:len(data) // 3])
+    with pytest.raises(files.DamagedFileError, match="model.keras is damaged"):
+        evaluation.evaluate_run(str(model_dir))
+    with pytest.raises(files.DamagedFileError, match="model.keras is damaged"):
+        serving.load_model(str(model_dir))
+    # The checkpoint is still there to evaluate.
+    assert evaluation.evaluate_run(str(model_dir), use_checkpoint=True)["source_file"].endswith(
+        "ckpt-4")
+
+
+def test_changed_settings_on_resume(stopped_run, tmp_path):
+    model_dir = _copy(stopped_run, tmp_path)
+    saved = (model_dir / "config.json").read_bytes()
+    with pytest.raises(run_config.IncompatibleConfigError,
+                       match=r"--model: saved 'mnist_m2', now 'mnist_m1' \(the checkpoint holds"):
+        Trainer(_config(model_dir, model="mnist_m1")).run()
+    with pytest.raises(run_config.IncompatibleConfigError, match="--levels: saved 2, now 3"):
+        Trainer(_config(model_dir, resolution=56, c_t=[2.0])).run()
+    assert (model_dir / "config.json").read_bytes() == saved
+    assert not (model_dir / "config_history").exists()
+
+    trainer = Trainer(_config(model_dir, learning_rate=0.005, epochs=3, batch_size=16))
+    trainer.setup()
+    trainer.close()
+    assert trainer.initial_step == 4 and trainer.total_steps == 12
+    history = run_config.history(str(model_dir))
+    assert [c["learning_rate"] for c in history] == [0.01, 0.005]
+    assert [c["batch_size"] for c in history] == [8, 16]
+    assert os.listdir(model_dir / "config_history") == ["001-until-step-4.json"]
+
+
+@pytest.mark.slow
+def test_second_run_refused_and_sigterm_exits_143_then_resumes(tmp_path, train_cli, capsys):
+    model_dir = tmp_path / "run"
+    # Long enough to be stopped by SIGTERM, not to finish.
+    settings = dict(FAULTS, epochs=1000, steps_per_epoch=50, checkpoint_every=10)
+    args = tiny_args(model_dir, **settings)
+    first = subprocess.Popen([sys.executable, "-m", "tf_pyramid.train", *args], cwd=REPO,
+                             env=python_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not glob.glob(f"{model_dir}/checkpoints/ckpt-*.index"):
+            assert first.poll() is None and time.time() < deadline, first.stderr.read()[-3000:]
+            time.sleep(0.5)
+        # A second training on the same directory (here in this process) is refused.
+        assert train_cli(args) == 2
+        refused = capsys.readouterr().err
+        assert f"is in use by another training run (pid {first.pid} on" in refused
+        assert "Two trainings in one run directory overwrite each other's" in refused
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 143, stderr[-3000:]
+    assert "resume with the same command" in stderr
+    step = int(re.search(r"Interrupted by SIGTERM at step (\d+) of 50000", stderr).group(1))
+    # The checkpoint is where training stopped (the next step after the signal).
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"ckpt-{step}")
+
+    # The lock died with the process; the same settings resume from that step.
+    trainer = Trainer(tiny_config(model_dir, **settings))
+    trainer.setup()
+    trainer.close()
+    assert trainer.initial_step == step and int(trainer.optimizer.iterations.numpy()) == step
