@@ -106,7 +106,7 @@ def test_resume_skips_a_damaged_checkpoint_and_keeps_it(stopped_run, tmp_path, k
     # the manager then deleted ckpt-2): the next save is a new ckpt-4 beside the kept one.
     assert [os.path.basename(p) for p in trainer.manager.checkpoints] == ["ckpt-2"]
     trainer.step.assign(4)
-    trainer._save("test")  # noqa: SLF001
+    trainer.save_checkpoint("test")
     assert [os.path.basename(p) for p in trainer.manager.checkpoints] == ["ckpt-2", "ckpt-4"]
     assert {n: h for n, h in _tree(kept[0]).items() if n != "WHY.txt"} == damaged
 
@@ -117,7 +117,7 @@ def train_cli():
     from tf_pyramid import train  # noqa: PLC0415  (defines the absl flags)
 
     def main(args):
-        train.parse_flags(["train", *args])
+        train.FLAGS(["train", *args])
         return train.main(["train"])
     yield main
     train.FLAGS.unparse_flags()
