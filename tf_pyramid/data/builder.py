@@ -115,9 +115,10 @@ def _mnist_examples(split, resolution, training, variant, source, data_dir, text
 def make_image_example_fn(training, resolution, strict, counter):
     """(record dict, seed) -> (image float32 [r, r, 3] in [-1, 1], label, valid).
 
-    `valid` is False for bytes that fail `decoding.looks_decodable` (then the image is zeros and
-    nothing was decoded); `strict` turns that into an error naming the file. `counter` (a
-    `SkippedImageCounter`) counts every record read and every image decoded.
+    `valid` is False for bytes that fail `decoding.looks_decodable` (then the image is zeros,
+    nothing was decoded and the counter keeps the file's name); `strict` turns that into an error
+    naming the file. `counter` (a `SkippedImageCounter`) counts every record read and every image
+    decoded. Training: decode, `inception_crop`, then `image_ops_after_decode`.
     """
     ops = [(get_op(name), params) for name, params in image_ops_after_decode(training, resolution)]
 
@@ -130,18 +131,18 @@ def make_image_example_fn(training, resolution, strict, counter):
         seeds = image_ops.split_seed(seed, len(ops) + 1)
 
         def decode_and_augment():
+            image = counter.count_decoded(image_ops.decode_image(encoded))
             if training:
-                image = image_ops.decode_and_inception_crop(encoded, seed=seeds[0],
-                                                            bboxes=record["bboxes"])
-            else:
-                image = image_ops.decode_image(encoded)
-            image = counter.count_decoded(image)
+                image = image_ops.inception_crop(image, seed=seeds[0], bboxes=record["bboxes"])
             for i, (op, params) in enumerate(ops):
                 image = op(image, seed=seeds[i + 1], **params)
             return image
 
-        image = tf.cond(valid, decode_and_augment,
-                        lambda: tf.zeros([resolution, resolution, 3], tf.float32))
+        def skip():
+            with tf.control_dependencies([counter.count_failed_check(record["name"])]):
+                return tf.zeros([resolution, resolution, 3], tf.float32)
+
+        image = tf.cond(valid, decode_and_augment, skip)
         image.set_shape([resolution, resolution, 3])
         return image, record["label"], valid
 
