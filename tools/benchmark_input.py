@@ -9,7 +9,7 @@ run and interleaved so that machine noise hits all alike, images per second of:
   decode_only  read + parse + `decode_jpeg`, the floor any pipeline pays;
   train        `build_dataset("tfrecord", ..., training=True)`: crop, random resize, flip,
                colour distortion to `--resolution` px;
-  eval         `build_dataset(..., training=False)`: antialiased resize.
+  eval         `build_dataset(..., training=False)`: whole image, antialiased resize;
   slim_reference       TF-slim's `inception_preprocessing.preprocess_for_train(fast_mode=False)`
                        re-implemented here (`slim_train_preprocess`) with the paper's crop ranges:
                        whole-image decode, float, crop, one of 4 resizes, flip, one of 4 colour
@@ -24,7 +24,7 @@ repeats): steadier than images/s on a shared machine, where other jobs take core
 
 `--stages` times, in the same interleaved way, where the training pipeline's time goes:
   crop_bilinear  the floor of any training pipeline to `--resolution` px float: read + parse +
-                 crop-while-decoding + one bilinear resize, nothing else (no builder, no checks);
+                 decode + crop + one bilinear resize, nothing else (no builder, no checks);
   then `build_dataset(..., training=True)` cut after each of its augmentation stages in turn
   (random_resize, random_flip, distort_color, value_range; the last is the full `train`).
 """
@@ -171,7 +171,7 @@ def decode_only_dataset(directory, batch):
 
 
 def crop_bilinear_dataset(directory, resolution, batch):
-    """The floor of a training pipeline: crop while decoding, one bilinear resize, batch."""
+    """The floor of a training pipeline: decode, crop, one bilinear resize, batch."""
     import tensorflow as tf
     from tf_pyramid.data import image_ops
 

@@ -173,3 +173,27 @@ def test_tfds_imagenet_mock(tmp_path, training):
     assert labels.dtype == np.int32 and labels.min() >= 0 and labels.max() < 1000
     assert info.num_classes == 1000 and info.class_names[0] == "n01440764"
     assert info.skipped_images.skipped == 0
+
+
+def test_first_skipped_files_are_named_once_per_pass(tmp_path, image_files, caplog):
+    """7 files fail the check: each pass logs 7 of them skipped and names 5 (then "...")."""
+    bad = [f"bad_{i}.jpg" for i in range(7)]
+    folder = tmp_path / "train" / "cat"
+    folder.mkdir(parents=True)
+    for name in bad:
+        (folder / name).write_bytes(image_files["truncated.jpg"][0])
+    (folder / "good.jpg").write_bytes(image_files["colour.jpg"][0])
+    ds, info = build_dataset("folder", "train", resolution=RES, batch_size=4, training=True,
+                             data_dir=str(tmp_path), seed=3)
+    for epoch in (1, 2):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert len(_collect(ds)[1]) == 1
+        assert info.skipped_images.skipped == 7 * epoch
+        message = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()][-1]
+        assert "This pass, 7 failed the format check; the first: " in message
+        named = message.split("the first: ")[1][:-1].split(", ")  # [:-1]: the final period
+        assert named[-1] == "..." and len(named) == 6
+        assert {os.path.basename(path) for path in named[:5]} <= set(bad)
+        assert len(set(named[:5])) == 5
+        assert info.skipped_images.first_skipped_names == []  # reset for the next pass

@@ -113,10 +113,11 @@ def _mnist_examples(split, resolution, training, variant, source, data_dir, text
 
 
 def make_image_example_fn(training, resolution, strict, counter):
-    """(record dict, seed) -> (image float32 [r, r, 3] in [-1, 1], label, valid).
+    """(record dict, seed) -> (image float32 [r, r, 3] in [-1, 1], label).
 
-    `valid` is False for bytes that fail `decoding.looks_decodable` (then the image is zeros,
-    nothing was decoded and the counter keeps the file's name); `strict` turns that into an error
+    The label is -1 for bytes that fail `decoding.looks_decodable` (then the image is zeros,
+    nothing was decoded and the counter keeps the file's name; a filter drops them, with no
+    extra map to strip a flag); `strict` turns that into an error
     naming the file. `counter` (a `SkippedImageCounter`) counts every record read and every image
     decoded. Training: decode, `inception_crop`, then `image_ops_after_decode`.
     """
@@ -144,7 +145,7 @@ def make_image_example_fn(training, resolution, strict, counter):
 
         image = tf.cond(valid, decode_and_augment, skip)
         image.set_shape([resolution, resolution, 3])
-        return image, record["label"], valid
+        return image, tf.where(valid, record["label"], -1)
 
     return example
 
@@ -163,8 +164,7 @@ def _image_examples(dataset, split, resolution, training, data_dir, seed, strict
         # Safety net for files that pass the structural check yet fail to decode; they show in
         # the counter (read, never decoded). Under strict such errors propagate.
         examples = examples.ignore_errors(log_warning=True)
-    examples = examples.filter(lambda image, label, valid: valid).map(
-        lambda image, label, valid: (image, label))
+    examples = examples.filter(lambda image, label: label >= 0)
     examples = counter.log_after_each_pass(examples)
     info = DatasetInfo(num_classes=records.num_classes, channels=3,
                        num_examples=records.num_examples, class_names=records.class_names,
