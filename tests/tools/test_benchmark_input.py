@@ -98,7 +98,7 @@ def test_slim_train_reference_draws_every_resize_and_colour_ordering(benchmark_i
 
     monkeypatch.setattr(benchmark_input, "_slim_random_selector", recording)
     encoded = tf.io.encode_jpeg(tf.cast(image * 255, tf.uint8))
-    benchmark_input.slim_train_preprocess(encoded, 16)
+    tf.function(benchmark_input.slim_train_preprocess).get_concrete_function(encoded, 16)
     assert picked == [0, 1, 2, 3] * 2  # traced: every case of both selectors is a branch
     cases = tf.data.Dataset.range(400).map(lambda _: original(
         tf.zeros([]), lambda x, k: x + float(k), 4)).batch(400).get_single_element().numpy()
