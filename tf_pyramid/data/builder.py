@@ -158,8 +158,13 @@ def _image_examples(dataset, split, resolution, training, data_dir, seed, strict
         stream = stream.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     counter = SkippedImageCounter(f"{dataset}/{split}")
     example = make_image_example_fn(training, resolution, strict, counter)
-    examples = tf.data.Dataset.zip((stream, _example_seeds(seed, input_context))).map(
-        example, num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        examples = tf.data.Dataset.zip((stream, _example_seeds(seed, input_context))).map(
+            example, num_parallel_calls=tf.data.AUTOTUNE)
+    else:  # ImageNet-style evaluation draws nothing: no seed stream to zip
+        unused_seed = tf.zeros([2], tf.int64)
+        examples = stream.map(lambda record: example(record, unused_seed),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     if not strict:
         # Safety net for files that pass the structural check yet fail to decode; they show in
         # the counter (read, never decoded). Under strict such errors propagate.
