@@ -117,9 +117,9 @@ def make_image_example_fn(training, resolution, strict, counter):
 
     The label is -1 for bytes that fail `decoding.looks_decodable` (then the image is zeros,
     nothing was decoded and the counter keeps the file's name; a filter drops them, with no
-    extra map to strip a flag); `strict` turns that into an error
-    naming the file. `counter` (a `SkippedImageCounter`) counts every record read and every image
-    decoded. Training: decode, `inception_crop`, then `image_ops_after_decode`.
+    extra map to strip a flag); `strict` turns that into an error naming the file. `counter` (a
+    `SkippedImageCounter`) counts every record read and every image decoded. Training: decode,
+    `inception_crop`, then `image_ops_after_decode`.
     """
     ops = [(get_op(name), params) for name, params in image_ops_after_decode(training, resolution)]
 

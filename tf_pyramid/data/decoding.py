@@ -27,8 +27,8 @@ def _tail_contains(tail, pattern):
 def looks_decodable(encoded):
     """Scalar bool: JPEG with SOI and EOI markers, PNG with signature and IEND, GIF, or BMP.
 
-    About 15 ops, all on the first 8 and the last 64 bytes (~50 us per image in a tf.data map;
-    a byte-array version of the same test took ~125 us).
+    About 15 ops on the first 8 and the last 64 bytes: ~43 us per element in a tf.data map,
+    against ~76 us for the same test on a uint8 array of the bytes.
     """
     length = tf.strings.length(encoded)
     # Zero bytes appended to short files: substr needs every position inside the string.
