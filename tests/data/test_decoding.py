@@ -24,7 +24,8 @@ def _cases(image_files, rng):
               b"\xff\xd8\xff" + b"\x00" * 13 + b"\xff\xd9",  # 18 bytes, markers at both ends
               b"\xff\xd8\xff\xd9" + b"\x00" * 10,  # 14 bytes: too short
               b"GIF89a" + bytes(20), b"GIF88a" + bytes(20), b"BM" + bytes(53), b"BM" + bytes(52),
-              b"\x89PNG\r\n\x1a\n" + bytes(60) + b"IEND", b"\x89PNG\r\n\x1a\n" + b"IEND" + bytes(70)]
+              b"\x89PNG\r\n\x1a\n" + bytes(60) + b"IEND",
+              b"\x89PNG\r\n\x1a\n" + b"IEND" + bytes(70)]
     for _ in range(200):  # random bytes with planted signatures and markers at random places
         body = bytearray(rng.integers(0, 256, int(rng.integers(0, 150)), dtype=np.uint8).tobytes())
         head = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"BM", b"")[rng.integers(5)]

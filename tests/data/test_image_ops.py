@@ -164,7 +164,7 @@ def test_eval_resize_is_antialiased_and_keeps_flat_images_flat():
 
 @pytest.mark.parametrize("shape,size,halvings", [
     ((375, 500), 256, 0), ((375, 500), 128, 1), ((500, 375), 64, 2), ((300, 451), 32, 3),
-    ((60, 90), 128, 0), ((7, 300), 16, 4)])
+    ((60, 90), 128, 0), ((7, 300), 16, 4), ((256, 256), 32, 2), ((512, 384), 64, 2)])
 def test_eval_resize_is_bilinear_then_exact_block_averages(rng, shape, size, halvings):
     """resize_antialiased = bilinear to size * 2**k (shrinking <= 2x), then 2**k x 2**k block
     means (computed here in numpy); eagerly, in Dataset.map and on a batch alike."""

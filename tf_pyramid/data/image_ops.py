@@ -166,7 +166,8 @@ def antialias_halvings(height, width, size):
     """How many exact 2x halvings `resize_antialiased` ends with: the fewest that leave the first
     (bilinear) resize shrinking by at most 2x along both axes (int32 scalar, >= 0)."""
     shrink = tf.cast(tf.maximum(height, width), tf.float32) / float(size)
-    halvings = tf.math.ceil(tf.math.log(tf.maximum(shrink, 1.0)) / tf.math.log(2.0)) - 1.0
+    # The 1e-4 keeps exact powers of two (8.0 -> 3, not 4 from a log rounded up) stable.
+    halvings = tf.math.ceil(tf.math.log(tf.maximum(shrink, 1.0)) / tf.math.log(2.0) - 1e-4) - 1.0
     return tf.cast(tf.maximum(halvings, 0.0), tf.int32)
 
 
