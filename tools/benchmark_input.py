@@ -1,4 +1,4 @@
-"""Input pipeline speed: decode only, full training augmentation, evaluation path, side by side.
+"""Input pipeline speed: decode only, TF-slim's Inception preprocessing, ours, side by side.
 
     python tools/benchmark_input.py [--images 512] [--resolution 256] [--batch 64] [--json]
                                     [--stages]
@@ -9,14 +9,22 @@ run and interleaved so that machine noise hits all alike, images per second of:
   decode_only  read + parse + `decode_jpeg`, the floor any pipeline pays;
   train        `build_dataset("tfrecord", ..., training=True)`: crop, random resize, flip,
                colour distortion to `--resolution` px;
-  eval         `build_dataset(..., training=False)`: antialiased resize.
-Target: train >= 0.6 x decode_only. `--json` prints one object {"decode_only", "train", "eval"}.
+  eval         `build_dataset(..., training=False)`: whole image, antialiased resize;
+  slim_reference       TF-slim's `inception_preprocessing.preprocess_for_train(fast_mode=False)`
+                       re-implemented here (`slim_train_preprocess`) with the paper's crop ranges:
+                       whole-image decode, float, crop, one of 4 resizes, flip, one of 4 colour
+                       orderings, [-1, 1]; the pipeline the paper's authors and tensorflow/models
+                       used.
+  slim_eval_reference  slim's `preprocess_for_eval`: whole-image decode, central crop 0.875,
+                       bilinear resize, [-1, 1] (`slim_eval_preprocess`).
+Targets: train >= slim_reference, eval >= slim_eval_reference. `--json` prints one object
+{"decode_only", "train", "eval", "slim_reference", "slim_eval_reference"}.
 The text output also gives CPU milliseconds per image (process CPU time / images, least of the
 repeats): steadier than images/s on a shared machine, where other jobs take cores away.
 
 `--stages` times, in the same interleaved way, where the training pipeline's time goes:
   crop_bilinear  the floor of any training pipeline to `--resolution` px float: read + parse +
-                 crop-while-decoding + one bilinear resize, nothing else (no builder, no checks);
+                 decode + crop + one bilinear resize, nothing else (no builder, no checks);
   then `build_dataset(..., training=True)` cut after each of its augmentation stages in turn
   (random_resize, random_flip, distort_color, value_range; the last is the full `train`).
 """
@@ -82,6 +90,75 @@ def _minimal_pipeline(directory, batch, image_fn, seeded):
         batch).prefetch(tf.data.AUTOTUNE)
 
 
+# TF-slim `inception_preprocessing` (tensorflow/models, research/slim), with the paper's crop ranges
+# (area 0.85-1, aspect 0.5-2) instead of Inception's (0.05-1, 3/4-4/3). Stateful random ops, as
+# in slim; `tf.image.resize` is TF2's `resize_images` (half-pixel centres).
+SLIM_CROP_AREA_RANGE = (0.85, 1.0)
+SLIM_CROP_ASPECT_RANGE = (0.5, 2.0)
+SLIM_CROP_MAX_ATTEMPTS = 100  # slim's default
+SLIM_RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")  # ResizeMethod 0-3
+SLIM_EVAL_CENTRAL_FRACTION = 0.875
+
+
+def _slim_distort_color(image, ordering):
+    """slim `distort_color(fast_mode=False)`: one of four orders of the Howard distortion."""
+    import tensorflow as tf
+
+    ops = {"b": lambda x: tf.image.random_brightness(x, max_delta=32.0 / 255.0),
+           "s": lambda x: tf.image.random_saturation(x, lower=0.5, upper=1.5),
+           "h": lambda x: tf.image.random_hue(x, max_delta=0.2),
+           "c": lambda x: tf.image.random_contrast(x, lower=0.5, upper=1.5)}
+    for name in ("bshc", "sbch", "chbs", "hscb")[ordering]:
+        image = ops[name](image)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def _slim_random_selector(image, fn, num_cases):
+    """slim `apply_with_random_selector`: `fn(image, case)` for one uniformly drawn case."""
+    import tensorflow as tf
+
+    case = tf.random.uniform([], maxval=num_cases, dtype=tf.int32)
+    return tf.switch_case(case, [lambda k=k: fn(image, k) for k in range(num_cases)])
+
+
+def slim_train_preprocess(encoded, size):
+    """slim `preprocess_for_train(fast_mode=False)` on JPEG bytes -> float32 [size, size, 3]."""
+    import tensorflow as tf
+
+    image = tf.image.convert_image_dtype(tf.io.decode_jpeg(encoded, channels=3), tf.float32)
+    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+        min_object_covered=0.1, aspect_ratio_range=SLIM_CROP_ASPECT_RANGE,
+        area_range=SLIM_CROP_AREA_RANGE, max_attempts=SLIM_CROP_MAX_ATTEMPTS,
+        use_image_if_no_bounding_boxes=True)
+    image = tf.slice(image, begin, crop_size)
+    image.set_shape([None, None, 3])
+    image = _slim_random_selector(
+        image, lambda x, k: tf.image.resize(x, [size, size], SLIM_RESIZE_METHODS[k]), 4)
+    image = tf.image.random_flip_left_right(image)
+    image = _slim_random_selector(image, _slim_distort_color, 4)
+    image.set_shape([size, size, 3])
+    return (image - 0.5) * 2.0
+
+
+def slim_eval_preprocess(encoded, size):
+    """slim `preprocess_for_eval`: central 87.5% crop, bilinear resize -> float32 [-1, 1]."""
+    import tensorflow as tf
+
+    image = tf.image.convert_image_dtype(tf.io.decode_jpeg(encoded, channels=3), tf.float32)
+    image = tf.image.central_crop(image, central_fraction=SLIM_EVAL_CENTRAL_FRACTION)
+    image = tf.image.resize(image, [size, size], method="bilinear")
+    image.set_shape([size, size, 3])
+    return (image - 0.5) * 2.0
+
+
+def slim_dataset(directory, resolution, batch, training):
+    """The slim reference (train or eval) in the minimal pipeline the decode-only row uses."""
+    preprocess = slim_train_preprocess if training else slim_eval_preprocess
+    return _minimal_pipeline(directory, batch, lambda encoded: preprocess(encoded, resolution),
+                             seeded=False)
+
+
 def decode_only_dataset(directory, batch):
     """The floor any pipeline pays: read + parse + `decode_jpeg`."""
     import tensorflow as tf
@@ -94,7 +171,7 @@ def decode_only_dataset(directory, batch):
 
 
 def crop_bilinear_dataset(directory, resolution, batch):
-    """The floor of a training pipeline: crop while decoding, one bilinear resize, batch."""
+    """The floor of a training pipeline: decode, crop, one bilinear resize, batch."""
     import tensorflow as tf
     from tf_pyramid.data import image_ops
 
@@ -149,6 +226,8 @@ def benchmark(num_images=512, resolution=256, batch=64, repeats=3, cpu_ms=None, 
                 build_dataset("tfrecord", "train", resolution=resolution, batch_size=batch,
                               training=training, data_dir=directory)[0]
                 for training in (True, False))
+            pipelines["slim_reference"], pipelines["slim_eval_reference"] = (
+                slim_dataset(directory, resolution, batch, training) for training in (True, False))
         for dataset in pipelines.values():  # warm-up: tracing, autotuning, file cache
             images_per_second(dataset)
         rates = {name: [] for name in pipelines}
@@ -181,9 +260,13 @@ def main(argv=None):
           f"{os.cpu_count()} CPUs; best of {args.repeats}). CPU ratio = decode_only CPU ms / "
           "CPU ms, the steadier estimate of the images/s ratio.")
     for name, rate in rates.items():
-        print(f"  {name:16s} {rate:9.1f}   {rate / rates['decode_only']:.2f} x decode_only   "
+        print(f"  {name:20s} {rate:9.1f}   {rate / rates['decode_only']:.2f} x decode_only   "
               f"{cpu_ms[name]:.2f} CPU ms/image   CPU ratio "
               f"{cpu_ms['decode_only'] / cpu_ms[name]:.2f}")
+    for ours, reference in (("train", "slim_reference"), ("eval", "slim_eval_reference")):
+        if ours in rates:
+            print(f"  {ours}/{reference}: {rates[ours] / rates[reference]:.2f} (images/s), "
+                  f"{cpu_ms[reference] / cpu_ms[ours]:.2f} (CPU)")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_strict_raises_naming_the_file(image_folder):
         _collect(ds)
 
 
-def test_eval_path_is_the_antialiased_resize_of_the_whole_image(image_folder, image_files):
+def test_eval_path_is_the_mipmap_resize_of_the_whole_image(image_folder, image_files):
     root, _ = image_folder
     ds, info = build_dataset("folder", "validation", resolution=RES, batch_size=16,
                              training=False, data_dir=str(root))
@@ -57,8 +57,10 @@ def test_eval_path_is_the_antialiased_resize_of_the_whole_image(image_folder, im
     # zz_garbled.jpg, which passes the in-graph check but fails in the decoder: dropped, counted.
     assert info.skipped_images.skipped == 2
     decoded = tf.io.decode_image(image_files["cmyk.jpg"][0], channels=3)
-    expected = tf.image.resize(tf.cast(decoded, tf.float32) / 255, [RES, RES], antialias=True)
-    np.testing.assert_allclose(images[0], expected.numpy() * 2 - 1, atol=1e-5)
+    assert decoded.shape[:2] == (300, 451)  # 451 / 32 > 8: bilinear to 8 x 32, 8 x 8 averages
+    bilinear = tf.image.resize(tf.cast(decoded, tf.float32) / 255, [8 * RES, 8 * RES]).numpy()
+    expected = bilinear.reshape(RES, 8, RES, 8, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(images[0], expected * 2 - 1, atol=1e-5)
     assert list(labels) == [0, 0, 1, 1]
 
 
@@ -166,3 +168,27 @@ def test_tfds_imagenet_mock(tmp_path, training):
     assert labels.dtype == np.int32 and labels.min() >= 0 and labels.max() < 1000
     assert info.num_classes == 1000 and info.class_names[0] == "n01440764"
     assert info.skipped_images.skipped == 0
+
+
+def test_first_skipped_files_are_named_once_per_pass(tmp_path, image_files, caplog):
+    """7 files fail the check: each pass logs 7 of them skipped and names 5 (then "...")."""
+    bad = [f"bad_{i}.jpg" for i in range(7)]
+    folder = tmp_path / "train" / "cat"
+    folder.mkdir(parents=True)
+    for name in bad:
+        (folder / name).write_bytes(image_files["truncated.jpg"][0])
+    (folder / "good.jpg").write_bytes(image_files["colour.jpg"][0])
+    ds, info = build_dataset("folder", "train", resolution=RES, batch_size=4, training=True,
+                             data_dir=str(tmp_path), seed=3)
+    for epoch in (1, 2):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert len(_collect(ds)[1]) == 1
+        assert info.skipped_images.skipped == 7 * epoch
+        message = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()][-1]
+        assert "This pass, 7 failed the format check; the first: " in message
+        named = message.split("the first: ")[1][:-1].split(", ")  # [:-1]: the final period
+        assert named[-1] == "..." and len(named) == 6
+        assert {os.path.basename(path) for path in named[:5]} <= set(bad)
+        assert len(set(named[:5])) == 5
+        assert info.skipped_images.first_skipped_names == []  # reset for the next pass

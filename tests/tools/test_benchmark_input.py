@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import REPO
-from tests.helpers import run_python
+from tests.helpers import CHI2_999, REPO, chi_square_uniform, run_python
 from tf_pyramid.data import builder
 
 
@@ -59,9 +58,56 @@ def test_stages_cut_the_training_pipeline_after_each_op(benchmark_input, records
         assert images.min() < low + 0.5, name  # the range is used, not only checked
 
 
-def test_json_output_has_the_three_rates(tmp_path):
+@pytest.mark.parametrize("training", [True, False])
+def test_slim_references_give_full_size_images_in_minus_one_one(benchmark_input, records,
+                                                                training):
+    images = np.concatenate([batch.numpy() for batch in benchmark_input.slim_dataset(
+        records, 48, 5, training)])
+    assert images.shape == (16, 48, 48, 3) and images.dtype == np.float32
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    assert images.min() < -0.5 and images.max() > 0.5  # the range is used, not only checked
+
+
+def test_slim_eval_reference_is_the_central_crop_resized(benchmark_input, records):
+    """preprocess_for_eval by hand: central 87.5% of the decoded image, bilinear, [-1, 1]."""
+    serialized = next(iter(tf.data.TFRecordDataset(
+        sorted(glob.glob(os.path.join(records, "train-*")))[:1])))
+    encoded = tf.train.Example.FromString(
+        serialized.numpy()).features.feature["image/encoded"].bytes_list.value[0]
+    image = tf.io.decode_jpeg(encoded, channels=3).numpy() / np.float32(255)
+    height, width = image.shape[:2]
+    top, left = int((height - height * 0.875) / 2), int((width - width * 0.875) / 2)
+    center = image[top:height - top, left:width - left]
+    expected = tf.image.resize(center, [40, 40]).numpy() * 2 - 1
+    got = benchmark_input.slim_eval_preprocess(tf.constant(encoded), 40).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_slim_train_reference_draws_every_resize_and_colour_ordering(benchmark_input,
+                                                                     monkeypatch):
+    """slim's selector picks each of its 4 cases (stateful draws, as slim), and the resize
+    case decides the output: nearest keeps only source pixel values."""
+    image = tf.constant(np.random.default_rng(0).uniform(size=[30, 40, 3]), tf.float32)
+    picked = []
+    original = benchmark_input._slim_random_selector
+
+    def recording(x, fn, num_cases):
+        return original(x, lambda y, k: (picked.append(k), fn(y, k))[1], num_cases)
+
+    monkeypatch.setattr(benchmark_input, "_slim_random_selector", recording)
+    encoded = tf.io.encode_jpeg(tf.cast(image * 255, tf.uint8))
+    tf.function(benchmark_input.slim_train_preprocess).get_concrete_function(encoded, 16)
+    assert picked == [0, 1, 2, 3] * 2  # traced: every case of both selectors is a branch
+    cases = tf.data.Dataset.range(400).map(lambda _: original(
+        tf.zeros([]), lambda x, k: x + float(k), 4)).batch(400).get_single_element().numpy()
+    counts = np.bincount(cases.astype(int), minlength=4)
+    assert len(counts) == 4 and chi_square_uniform(counts) < CHI2_999[3], counts
+
+
+def test_json_output_has_every_rate(tmp_path):
     result = run_python(["tools/benchmark_input.py", "--images=16", "--resolution=32",
                          "--batch=8", "--repeats=1", "--json"])
     rates = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(rates) == {"decode_only", "train", "eval"}
+    assert set(rates) == {"decode_only", "train", "eval", "slim_reference",
+                          "slim_eval_reference"}
     assert all(rate > 0 for rate in rates.values())

@@ -130,11 +130,13 @@ def _mnist_examples(split, resolution, training, variant, source, data_dir, text
 
 
 def make_image_example_fn(training, resolution, strict, counter):
-    """(record dict, seed) -> (image float32 [r, r, 3] in [-1, 1], label, valid).
+    """(record dict, seed) -> (image float32 [r, r, 3] in [-1, 1], label).
 
-    `valid` is False for bytes that fail `decoding.looks_decodable` (then the image is zeros and
-    nothing was decoded); `strict` turns that into an error naming the file. `counter` (a
-    `SkippedImageCounter`) counts every record read and every image decoded.
+    The label is -1 for bytes that fail `decoding.looks_decodable` (then the image is zeros,
+    nothing was decoded and the counter keeps the file's name; a filter drops them, with no
+    extra map to strip a flag); `strict` turns that into an error naming the file. `counter` (a
+    `SkippedImageCounter`) counts every record read and every image decoded. Training: decode,
+    `inception_crop`, then `image_ops_after_decode`.
     """
     ops = [(get_op(name), params) for name, params in image_ops_after_decode(training, resolution)]
 
@@ -147,20 +149,20 @@ def make_image_example_fn(training, resolution, strict, counter):
         seeds = image_ops.split_seed(seed, len(ops) + 1)
 
         def decode_and_augment():
+            image = counter.count_decoded(image_ops.decode_image(encoded))
             if training:
-                image = image_ops.decode_and_inception_crop(encoded, seed=seeds[0],
-                                                            bboxes=record["bboxes"])
-            else:
-                image = image_ops.decode_image(encoded)
-            image = counter.count_decoded(image)
+                image = image_ops.inception_crop(image, seed=seeds[0], bboxes=record["bboxes"])
             for i, (op, params) in enumerate(ops):
                 image = op(image, seed=seeds[i + 1], **params)
             return image
 
-        image = tf.cond(valid, decode_and_augment,
-                        lambda: tf.zeros([resolution, resolution, 3], tf.float32))
+        def skip():
+            with tf.control_dependencies([counter.count_failed_check(record["name"])]):
+                return tf.zeros([resolution, resolution, 3], tf.float32)
+
+        image = tf.cond(valid, decode_and_augment, skip)
         image.set_shape([resolution, resolution, 3])
-        return image, record["label"], valid
+        return image, tf.where(valid, record["label"], -1)
 
     return example
 
@@ -174,14 +176,18 @@ def _image_examples(dataset, split, resolution, training, data_dir, seed, strict
         stream = stream.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     counter = SkippedImageCounter(f"{dataset}/{split}")
     example = make_image_example_fn(training, resolution, strict, counter)
-    examples = tf.data.Dataset.zip((stream, _example_seeds(seed, input_context))).map(
-        example, num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        examples = tf.data.Dataset.zip((stream, _example_seeds(seed, input_context))).map(
+            example, num_parallel_calls=tf.data.AUTOTUNE)
+    else:  # ImageNet-style evaluation draws nothing: no seed stream to zip
+        unused_seed = tf.zeros([2], tf.int64)
+        examples = stream.map(lambda record: example(record, unused_seed),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     if not strict:
         # Safety net for files that pass the structural check yet fail to decode; they show in
         # the counter (read, never decoded). Under strict such errors propagate.
         examples = examples.ignore_errors(log_warning=True)
-    examples = examples.filter(lambda image, label, valid: valid).map(
-        lambda image, label, valid: (image, label))
+    examples = examples.filter(lambda image, label: label >= 0)
     examples = counter.log_after_each_pass(examples)
     info = DatasetInfo(num_classes=records.num_classes,
                        num_examples=records.num_examples, class_names=records.class_names,

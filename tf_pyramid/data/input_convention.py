@@ -85,18 +85,14 @@ class InputConvention:
         """float [H, W, C] or [N, H, W, C] of any size -> `input_size` square (an identity when
         the size already fits), with the evaluation resize of the data pipelines."""
         images = tf.convert_to_tensor(images, tf.float32)
-        size = self.input_size
-        if self.resize_method == "area":
-            def one(image):
-                return mnist.area_resize(image, size=size)
-        else:
-            def one(image):
-                return image_ops.resize_antialiased(image, size=size)
+        size, channels = self.input_size, images.shape[-1]
+        if self.resize_method == "bilinear":  # takes a batch as it is
+            return image_ops.resize_antialiased(images, size=size)
         if images.shape.rank == 3:
-            return tf.ensure_shape(one(images), [size, size, images.shape[-1]])
-        resized = tf.map_fn(one, images,
-                            fn_output_signature=tf.TensorSpec([size, size, images.shape[-1]]))
-        return tf.ensure_shape(resized, [None, size, size, images.shape[-1]])
+            return tf.ensure_shape(mnist.area_resize(images, size=size), [size, size, channels])
+        resized = tf.map_fn(lambda image: mnist.area_resize(image, size=size), images,
+                            fn_output_signature=tf.TensorSpec([size, size, channels]))
+        return tf.ensure_shape(resized, [None, size, size, channels])
 
     def scale(self, images):
         """0-255 pixel values -> `value_range` (clipped to it), as the evaluation pipelines."""

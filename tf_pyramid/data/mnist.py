@@ -1,4 +1,4 @@
-"""MNIST variants on a 56 x 56 canvas: plain, noisy, textured (paper 5.1, A.5.2; DESIGN.md §3).
+"""MNIST variants on a 56 x 56 canvas: plain, noisy, textured (paper 5.1, A.5.2; docs/data.md).
 
 The 28 x 28 digit lands at a uniformly drawn position of a black 56 x 56 canvas; `noisy` corrupts
 10% of the canvas pixels (half black, half white); `textured` puts the digit over a random 56 x 56

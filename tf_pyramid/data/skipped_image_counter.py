@@ -2,6 +2,8 @@
 import tensorflow as tf
 from absl import logging
 
+NAMES_LOGGED = 5  # file names kept (and logged) per pass
+
 
 class SkippedImageCounter:
     """Two CPU int64 variables: images read, images decoded; skipped = read - decoded.
@@ -10,8 +12,11 @@ class SkippedImageCounter:
     for any reason (failed check, decoder error swallowed by `ignore_errors`) shows in the
     difference. The difference is exact once a pass has finished (during a pass, images still in
     flight in the parallel map count as read). `log_after_each_pass` appends an empty tail to the
-    dataset that logs the count (absl) when a pass ends. Create it outside `strategy.scope()`
-    (the usual place for input pipelines): tf.data can only use CPU resources.
+    dataset that logs the count (absl) when a pass ends, with the names of the pass's first
+    NAMES_LOGGED files that failed the structural check (`count_failed_check`; files that pass
+    it and still fail in the decoder are counted, not named: no name reaches the error handler).
+    Create it outside `strategy.scope()` (the usual place for input pipelines): tf.data can only
+    use CPU resources.
     """
 
     def __init__(self, name):
@@ -20,6 +25,11 @@ class SkippedImageCounter:
             self.read = tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_read")
             self.decoded = tf.Variable(0, dtype=tf.int64, trainable=False,
                                        name=f"{name}_decoded")
+            self.failed_this_pass = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                name=f"{name}_failed_this_pass")
+            # Slot i < NAMES_LOGGED: the pass's i-th failing file; the last slot takes the rest.
+            self.names = tf.Variable([""] * (NAMES_LOGGED + 1), dtype=tf.string,
+                                     trainable=False, name=f"{name}_names")
 
     def count_read(self, tensor):
         """`tensor`, after adding one to `read`."""
@@ -33,18 +43,38 @@ class SkippedImageCounter:
         with tf.control_dependencies([bump]):
             return tf.identity(tensor)
 
+    def count_failed_check(self, name):
+        """An op that keeps `name` if it is among the pass's first NAMES_LOGGED failing files
+        (call only for a record that failed the check, e.g. in the skip branch)."""
+        slot = tf.minimum(self.failed_this_pass.assign_add(1) - 1, NAMES_LOGGED)
+        return self.names.scatter_update(tf.IndexedSlices(tf.reshape(name, [1]),
+                                                          tf.reshape(slot, [1])))
+
+    @property
+    def first_skipped_names(self):
+        """The kept names (bytes decoded to str) of this pass's first failing files, in order."""
+        count = min(int(self.failed_this_pass.numpy()), NAMES_LOGGED)
+        return [name.decode("utf-8", "replace") for name in self.names.numpy()[:count]]
+
     @property
     def skipped(self):
         return int(self.read.numpy() - self.decoded.numpy())
 
     def log(self):
+        """Logs the count and the pass's first failing names, then starts a new pass's names."""
         read, skipped = int(self.read.numpy()), self.skipped
+        names, failed = self.first_skipped_names, int(self.failed_this_pass.numpy())
         if skipped:
+            named = (f" This pass, {failed} failed the format check; the first: "
+                     f"{', '.join(names)}{', ...' if failed > len(names) else ''}."
+                     if names else "")
             logging.warning("%s: skipped %d undecodable image(s) of %d read so far "
-                            "(strict=True raises on the first, naming the file).",
-                            self.name, skipped, read)
+                            "(strict=True raises on the first, naming the file).%s",
+                            self.name, skipped, read, named)
         else:
             logging.info("%s: %d images read, none undecodable.", self.name, read)
+        self.failed_this_pass.assign(0)
+        self.names.assign([""] * (NAMES_LOGGED + 1))
         return skipped
 
     def log_after_each_pass(self, dataset):
