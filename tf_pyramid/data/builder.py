@@ -42,9 +42,42 @@ def input_convention(dataset, resolution):
     return InputConvention(resolution, 3, IMAGE_VALUE_RANGE, "bilinear")
 
 
-def _check_choice(name, value, choices):
+class DatasetArgumentError(ValueError):
+    """An argument of `build_dataset` that cannot work. `key` names it; `choices` lists the valid
+    values of a choice, else `problem` says what is wrong (the trainer names the flag instead)."""
+
+    def __init__(self, key, value, choices=None, problem=None, label=None):
+        self.key, self.value, self.choices, self.problem = key, value, choices, problem
+        if choices is not None:
+            message = f"Unknown {label or key} {value!r}; expected one of {list(choices)}."
+        else:
+            message = f"{key} {problem}; got {value!r}."
+        super().__init__(message)
+
+
+def _check_choice(name, value, choices, label=None):
     if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; expected one of {list(choices)}.")
+        raise DatasetArgumentError(name, value, choices=choices, label=label)
+
+
+def check_arguments(dataset, *, resolution, variant="plain", source="tfds", data_dir=None):
+    """The checks of `build_dataset`'s arguments that need no data: the one place they live (the
+    trainer runs them before any work). Raises `DatasetArgumentError`."""
+    _check_choice("dataset", dataset, DATASETS)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise DatasetArgumentError("resolution", resolution, problem="must be a positive int")
+    if dataset == "mnist":
+        _check_choice("variant", variant, mnist.VARIANTS, label="MNIST variant")
+        _check_choice("source", source, mnist.SOURCES, label="MNIST source")
+        if mnist.CANVAS_SIZE % resolution:
+            raise DatasetArgumentError(
+                "resolution", resolution,
+                problem=f"must divide {mnist.CANVAS_SIZE}, the side of the MNIST canvas (14, 28, "
+                        f"56)")
+    elif dataset in ("tfrecord", "folder") and not data_dir:
+        raise DatasetArgumentError(
+            "data_dir", data_dir, problem=f"is required: dataset {dataset!r} reads files (set "
+                                          "data_dir to their root)")
 
 
 def _example_seeds(seed, input_context):
@@ -76,20 +109,14 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
     validation_fraction: folder only: hold out this fraction of the training files (by a hash of
       their paths) as the validation split, when there is no validation folder.
     """
-    _check_choice("dataset", dataset, DATASETS)
+    check_arguments(dataset, resolution=resolution, variant=variant, source=source,
+                    data_dir=data_dir)
     _check_choice("split", split, SPLITS)
-    if not isinstance(resolution, int) or resolution < 1:
-        raise ValueError(f"resolution must be a positive int; got {resolution!r}.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
     if seed is not None and not isinstance(seed, int):
         raise ValueError(f"seed must be an int or None; got {seed!r}.")
     if dataset == "mnist":
-        _check_choice("MNIST variant", variant, mnist.VARIANTS)
-        _check_choice("MNIST source", source, mnist.SOURCES)
-        if mnist.CANVAS_SIZE % resolution:
-            raise ValueError(f"MNIST resolution must divide the {mnist.CANVAS_SIZE} px canvas "
-                             f"(56, 28, 14, ...); got {resolution}.")
         if validation_fraction is not None or class_names is not None:
             raise ValueError("MNIST has fixed splits and digit classes: class_names and "
                              "validation_fraction apply to ImageNet-style datasets only.")

@@ -10,8 +10,9 @@ import zipfile
 from absl import flags
 
 from tf_pyramid.data import DATASETS, SPLITS
-from tf_pyramid.data.mnist import CANVAS_SIZE as MNIST_CANVAS
-from tf_pyramid.data.mnist import SOURCES, VARIANTS
+from tf_pyramid.data.builder import DatasetArgumentError
+from tf_pyramid.data.builder import check_arguments as check_dataset_arguments
+from tf_pyramid.data.mnist import VARIANTS
 from tf_pyramid.modeling import MODEL_NAMES, input_checks, is_pyramid, learning_rule
 from tf_pyramid.modeling import levels_for_resolution
 from tf_pyramid.modeling.architectures import architecture
@@ -231,14 +232,13 @@ def resolve_config(config, flagfiles=()):
     resolution = base * 2 ** (levels - 1)
     config.update(levels=levels, resolution=resolution)
 
-    if dataset == "mnist":
-        _check_choice("variant", config.get("variant"), VARIANTS)
-        _check_choice("source", config.get("source"), SOURCES)
-        if MNIST_CANVAS % resolution:
-            raise FlagError(f"MNIST images are {MNIST_CANVAS} px canvases: --resolution must "
-                            f"divide {MNIST_CANVAS} (14, 28, 56); got {resolution}.")
-    if dataset in ("tfrecord", "folder") and not config.get("data_dir"):
-        raise FlagError(f"--dataset={dataset} reads files: set --data_dir to their root.")
+    try:  # the data package's own checks; the error names the flag
+        check_dataset_arguments(dataset, resolution=resolution, variant=config.get("variant"),
+                                source=config.get("source"), data_dir=config.get("data_dir"))
+    except DatasetArgumentError as error:
+        if error.choices is not None:
+            _check_choice(error.key, error.value, error.choices)
+        raise FlagError(f"--{error.key} {error.problem}; got {error.value}.") from None
     data_dir = config.get("data_dir")
     if data_dir and not os.path.isdir(data_dir):
         raise FlagError(f"--data_dir={data_dir} is not a directory; fix the path.")
