@@ -216,7 +216,7 @@ def test_a_broken_tfds_install_is_not_reported_as_a_missing_download(monkeypatch
     (dict(variant="striped"), "Unknown MNIST variant 'striped'.*plain"),
     (dict(source="kaggle"), "Unknown MNIST source 'kaggle'.*bundled"),
     (dict(split="dev"), "Unknown split 'dev'.*validation"),
-    (dict(resolution=30), "must divide the 56 px canvas"),
+    (dict(resolution=30), "MNIST resolution must divide 56"),
     (dict(batch_size=0), "batch_size must be a positive int"),
     (dict(seed="7"), "seed must be an int or None"),
 ])

@@ -51,7 +51,7 @@ class DatasetArgumentError(ValueError):
         if choices is not None:
             message = f"Unknown {label or key} {value!r}; expected one of {list(choices)}."
         else:
-            message = f"{key} {problem}; got {value!r}."
+            message = f"{label or key} {problem}; got {value!r}."
         super().__init__(message)
 
 
@@ -60,7 +60,7 @@ def _check_choice(name, value, choices, label=None):
         raise DatasetArgumentError(name, value, choices=choices, label=label)
 
 
-def check_arguments(dataset, *, resolution, variant="plain", source="tfds", data_dir=None):
+def check_arguments(dataset, *, resolution, variant="plain", source="tfds"):
     """The checks of `build_dataset`'s arguments that need no data: the one place they live (the
     trainer runs them before any work). Raises `DatasetArgumentError`."""
     _check_choice("dataset", dataset, DATASETS)
@@ -71,13 +71,9 @@ def check_arguments(dataset, *, resolution, variant="plain", source="tfds", data
         _check_choice("source", source, mnist.SOURCES, label="MNIST source")
         if mnist.CANVAS_SIZE % resolution:
             raise DatasetArgumentError(
-                "resolution", resolution,
-                problem=f"must divide {mnist.CANVAS_SIZE}, the side of the MNIST canvas (14, 28, "
-                        f"56)")
-    elif dataset in ("tfrecord", "folder") and not data_dir:
-        raise DatasetArgumentError(
-            "data_dir", data_dir, problem=f"is required: dataset {dataset!r} reads files (set "
-                                          "data_dir to their root)")
+                "resolution", resolution, label="MNIST resolution",
+                problem=f"must divide {mnist.CANVAS_SIZE} (the images are the {mnist.CANVAS_SIZE} px "
+                        "canvas area-downscaled: 56, 28, 14)")
 
 
 def _example_seeds(seed, input_context):
@@ -109,8 +105,7 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
     validation_fraction: folder only: hold out this fraction of the training files (by a hash of
       their paths) as the validation split, when there is no validation folder.
     """
-    check_arguments(dataset, resolution=resolution, variant=variant, source=source,
-                    data_dir=data_dir)
+    check_arguments(dataset, resolution=resolution, variant=variant, source=source)
     _check_choice("split", split, SPLITS)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")

@@ -113,8 +113,11 @@ def _decode_pixels(data, image_format, channels):
 
 
 def _first_false(flags):
-    """Index of the first False in a bool vector (0 if none)."""
-    return tf.argmin(tf.cast(flags, tf.int32), output_type=tf.int32)
+    """Index of the first False in a bool vector (0 if none, and for an empty one, whose own
+    assertion then reports the empty batch)."""
+    return tf.cond(tf.size(flags) > 0,
+                   lambda: tf.argmin(tf.cast(flags, tf.int32), output_type=tf.int32),
+                   lambda: tf.constant(0, tf.int32))
 
 
 def decode_images(image_bytes, convention, name="image_bytes"):

@@ -234,11 +234,13 @@ def resolve_config(config, flagfiles=()):
 
     try:  # the data package's own checks; the error names the flag
         check_dataset_arguments(dataset, resolution=resolution, variant=config.get("variant"),
-                                source=config.get("source"), data_dir=config.get("data_dir"))
+                                source=config.get("source"))
     except DatasetArgumentError as error:
         if error.choices is not None:
             _check_choice(error.key, error.value, error.choices)
         raise FlagError(f"--{error.key} {error.problem}; got {error.value}.") from None
+    if dataset in ("tfrecord", "folder") and not config.get("data_dir"):
+        raise FlagError(f"--dataset={dataset} reads files: set --data_dir to their root.")
     data_dir = config.get("data_dir")
     if data_dir and not os.path.isdir(data_dir):
         raise FlagError(f"--data_dir={data_dir} is not a directory; fix the path.")
