@@ -8,6 +8,7 @@ writes `BASE/<version>/` (next free version by default) with the signatures `lev
 version directory.
 """
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,11 +34,16 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from tf_pyramid import serving
-    model, _ = serving.load_model(FLAGS.model_dir, FLAGS.model)
-    path = serving.export_saved_model(
-        model, FLAGS.export_dir, version=FLAGS.version, value_range=FLAGS.value_range,
-        resize_method=FLAGS.resize_method, overwrite=FLAGS.overwrite)
+    try:
+        model, _ = serving.load_model(FLAGS.model_dir, FLAGS.model)
+        path = serving.export_saved_model(
+            model, FLAGS.export_dir, version=FLAGS.version, value_range=FLAGS.value_range,
+            resize_method=FLAGS.resize_method, overwrite=FLAGS.overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:  # damaged file, no model
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
     print(path)
+    return 0
 
 
 if __name__ == "__main__":

@@ -160,8 +160,8 @@ def check_init_from(path):
         keras_file = os.path.join(path, "model.keras")
         if os.path.exists(keras_file):
             return check_init_from(keras_file)
-        import tensorflow as tf  # noqa: PLC0415  (TF only when needed)
-        if tf.train.latest_checkpoint(os.path.join(path, "checkpoints")) is None:
+        from tf_pyramid.runs import checkpoints  # noqa: PLC0415
+        if not checkpoints.has_checkpoints(os.path.join(path, "checkpoints")):
             return (f"--init_from={path} holds neither model.keras nor a checkpoint in "
                     "checkpoints/; point it at a finished (or checkpointed) run directory.")
         if not os.path.exists(os.path.join(path, "config.json")):
