@@ -158,3 +158,15 @@ def test_bad_learning_rule_arguments():
         _model(levels=3, level_weights=[1.0, 1.0])
     with pytest.raises(ValueError, match="Unknown learning_rule keys"):
         _model(lambda_x=1.0)
+
+
+def test_models_without_attention_are_not_repeated_m_times():
+    """M copies of an image only differ by their masks: a model with one exit level gets the
+    batch once (the accuracy metric counts the examples it saw)."""
+    for name, levels, seen in (("mnist_bl1", 2, 4), ("mnist_m2", 1, 4), ("mnist_m2", 2, 8)):
+        model = tf_pyramid.build_model(name, levels=levels, num_classes=4)
+        model.compile(optimizer="adam", learning_rule={"mc_samples": 2})
+        images, labels = _batch(n=4, side=model.input_size)
+        model.train_on_batch(images, labels)
+        accuracy = [m for m in model.metrics if m.name == "level_1_accuracy"][0]
+        assert float(accuracy.count.numpy()) == seen, name

@@ -27,9 +27,15 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.factor = float(factor)
         if self.total_steps < 1:
             raise ValueError(f"total_steps must be >= 1; got {total_steps!r}.")
-        if any(not 0.0 < b <= 1.0 for b in self.boundaries) or list(self.boundaries) != sorted(
-                self.boundaries):
-            raise ValueError(f"boundaries must be increasing fractions in (0, 1]; got {boundaries!r}.")
+        self.check_boundaries(self.boundaries)
+
+    @staticmethod
+    def check_boundaries(boundaries):
+        """Raises ValueError unless `boundaries` are increasing fractions in (0, 1]."""
+        boundaries = [float(b) for b in boundaries]
+        if any(not 0.0 < b <= 1.0 for b in boundaries) or boundaries != sorted(boundaries):
+            raise ValueError(f"boundaries must be increasing fractions in (0, 1]; got "
+                             f"{boundaries!r}.")
 
     def boundary_steps(self):
         """The steps at which the rate drops (the drop applies from that step on)."""

@@ -14,7 +14,7 @@ from tf_pyramid.data.builder import DatasetArgumentError
 from tf_pyramid.data.builder import check_arguments as check_dataset_arguments
 from tf_pyramid.data.mnist import VARIANTS
 from tf_pyramid.modeling import MODEL_NAMES, input_checks, is_pyramid, learning_rule
-from tf_pyramid.modeling import levels_for_resolution
+from tf_pyramid.modeling import StepDecay, levels_for_resolution
 from tf_pyramid.modeling.architectures import architecture
 from tf_pyramid.training.flagfiles import run_first_message
 from tf_pyramid.training.strategy import STRATEGIES, check_tf_config
@@ -268,8 +268,10 @@ def resolve_config(config, flagfiles=()):
     except ValueError:
         raise FlagError(f"--lr_decay_at takes fractions like 0.8,0.9; got "
                         f"{config.get('lr_decay_at')!r}.") from None
-    if any(not 0.0 < v <= 1.0 for v in config["lr_decay_at"]):
-        raise FlagError(f"--lr_decay_at fractions must lie in (0, 1]; got {config['lr_decay_at']}.")
+    try:
+        StepDecay.check_boundaries(config["lr_decay_at"])
+    except ValueError as error:
+        raise FlagError(f"--lr_decay_at fractions: {error}") from None
     if config.get("eval_batch_size") is None:
         config["eval_batch_size"] = config.get("batch_size") or 128
     if config.get("batch_size", 1) < 1:
