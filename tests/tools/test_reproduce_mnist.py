@@ -33,7 +33,7 @@ def test_tiny_study_end_to_end_skips_and_resumes(tmp_path):
     args = [TOOL, f"--runs_dir={tmp_path}", "--pairs=1", "--resolutions=28,56", "--c_t=6",
             "--noscratch_at_56", "--epochs=1", "--attention_passes=1",
             "--extra_flags=--steps_per_epoch=2,--batch_size=16,--eval_batch_size=250,"
-            "--eval_passes=2,--checkpoint_every=100"]
+            "--eval_passes=2,--checkpoint_every=100,--noexport"]
     first = run_python(args, timeout=900).stdout
     assert "[1/4] bl1_28: trained in" in first and "[4/4] m1_56_ct6_gradual: trained in" in first
     results = json.loads((tmp_path / "results.json").read_text())
@@ -47,7 +47,7 @@ def test_tiny_study_end_to_end_skips_and_resumes(tmp_path):
     assert [a["level"] for a in runs[3]["attention"]] == [2, 3]
     for entry in runs[1]["attention"] + runs[3]["attention"]:
         assert 0.0 <= entry["attended_share"] <= 1.0 and 0.0 < entry["random_share"] <= 1.0
-    assert runs[3]["macs"] > runs[1]["macs"]  # 3 levels at 56 px cost more than 2 at 28 px
+    assert runs[2]["macs"] > 3.5 * runs[0]["macs"]  # BL1's trunk at 56 px: 4x its 28 px MACs
     table = (tmp_path / "results.md").read_text()
     assert table.count("\n| M1 |") == 2 and table.count("\n| BL1 |") == 2 and "L3: " in table
     assert png_size(tmp_path / "figure4.png") == (600, 900)  # (height, width)
