@@ -255,7 +255,7 @@ def figure(rows, path, title):
                 for fill in ("k", "none")]
     handles.append(Line2D([], [], color="k", marker="o", alpha=0.6, linestyle="none",
                           label="gradual (faded)"))
-    ax.legend(handles=handles, fontsize=8, loc="lower right")
+    ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_title(title + " (numbers: attended cells n_c)", fontsize=10)
     fig.savefig(path)
 
