@@ -12,7 +12,6 @@ missed by k random cells with probability C(9-m, k) / C(9, k), independently acr
 import math
 
 import numpy as np
-import tensorflow as tf
 
 from tf_pyramid.data import mnist
 from tf_pyramid.runs import load_run_model, read_config
