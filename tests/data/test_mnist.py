@@ -81,18 +81,21 @@ def test_bundled_pipeline_shapes_ranges_and_redraws(variant):
     second, labels2 = _images(ds)
     assert first.shape == (500, 56, 56, 1) and first.dtype == np.float32
     assert labels.dtype == np.int32 and np.array_equal(labels, labels2)
-    assert first.min() >= 0.0 and first.max() <= 1.0
+    assert info.input_convention.value_range == (-1.0, 1.0) == mnist.VALUE_RANGE
+    assert first.min() >= -1.0 and first.max() <= 1.0  # zero-centred: black -1, white 1
     assert np.mean(np.abs(first - second).reshape(500, -1).max(axis=1) > 0) > 0.95, \
         "positions (and noise, texture) must be re-drawn on every pass"
     again, _ = _images(build_dataset("mnist", "validation", **kwargs)[0])
     np.testing.assert_array_equal(first, again)  # a seed reproduces the stream
+    if variant in ("plain", "noisy"):
+        assert np.mean(first == -1.0) > 0.6  # the black canvas maps to -1
     if variant == "noisy":
-        extreme = np.mean((first == 0.0) | (first == 1.0))
+        extreme = np.mean((first == -1.0) | (first == 1.0))
         assert extreme > 0.85  # black canvas + digit strokes + 10% salt and pepper
         salt = np.mean(first == 1.0) - 0.0
         assert 0.04 < salt < 0.15
     if variant == "textured":
-        assert np.mean(first == 0.0) < 0.01  # the background is grass, not black
+        assert np.mean(first == -1.0) < 0.01  # the background is grass, not black
 
 
 def test_lower_resolutions_are_area_downscaled_from_56():
@@ -104,6 +107,28 @@ def test_lower_resolutions_are_area_downscaled_from_56():
         f = 56 // size
         np.testing.assert_allclose(small, full.reshape(-1, size, f, size, f, 1).mean(axis=(2, 4)),
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["plain", "textured"])
+def test_examples_with_ink_match_the_pipeline_and_locate_the_digit(variant):
+    kwargs = dict(resolution=28, batch_size=100, variant=variant, source="bundled", seed=4)
+    ds, _ = build_dataset("mnist", "validation", training=False, **kwargs)
+    with_ink = mnist.evaluation_examples_with_ink("validation", **kwargs)
+    for _ in range(2):  # pass after pass: the same images as the pipeline's
+        images, labels = _images(ds)
+        ours = [tuple(t.numpy() for t in batch) for batch in with_ink]
+        np.testing.assert_array_equal(np.concatenate([b[0] for b in ours]), images)
+        np.testing.assert_array_equal(np.concatenate([b[1] for b in ours]), labels)
+    ink = np.concatenate([b[2] for b in ours])
+    digits, _ = mnist.load_digits("validation", "bundled")
+    # The ink is the digit, downscaled like the image: 1/4 of its total at 28 px, all of it.
+    np.testing.assert_allclose(ink.sum(axis=(1, 2, 3)),
+                               digits.sum(axis=(1, 2, 3)) / 255.0 / 4, rtol=1e-4)
+    assert ink.min() >= 0.0 and ink.max() <= 1.0
+    if variant == "plain":  # no background: image = 2 * ink - 1 exactly
+        np.testing.assert_allclose(images, 2.0 * ink - 1.0, atol=1e-6)
+    else:  # over grass, the image is brighter than the bare digit everywhere off the strokes
+        assert np.mean(images[ink == 0] > -1.0) > 0.99
 
 
 def test_bundled_split_sizes_balance_and_disjointness():

@@ -18,7 +18,7 @@ SIDE = 56
 PYRAMID_SIGNATURES = ["serving_default", "level_1", "level_2", "level_3", "anytime",
                       "serving_bytes"]
 OUTPUTS = ["classes", "levels_used", "macs", "num_locations", "probabilities"]
-CONVENTION = input_convention("mnist", SIDE)  # 1 channel, [0, 1], area resize
+CONVENTION = input_convention("mnist", SIDE)  # 1 channel, [-1, 1], area resize
 
 
 def _pixels(seed, n, height=SIDE, width=SIDE, channels=1):
@@ -78,7 +78,7 @@ def test_layout_and_signature_list(exported):
     names = set(os.listdir(exported["dir"]))
     assert {"saved_model.pb", "variables", "assets.extra"} <= names
     info = json.loads(open(os.path.join(exported["dir"], export_lib.INFO_FILE)).read())
-    assert info["value_range"] == [0.0, 1.0] and info["input_size"] == SIDE
+    assert info["value_range"] == [-1.0, 1.0] and info["input_size"] == SIDE
     assert info["resize_method"] == "area"  # an MNIST run (config.json dataset)
     assert sorted(exported["loaded"].signatures) == sorted(PYRAMID_SIGNATURES)
     result = run_python(["-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",

@@ -21,7 +21,7 @@ def _convention(channels, method="area"):
     return InputConvention(SIDE, channels, (0.0, 1.0), method)
 
 def test_conventions():
-    assert MNIST_28 == InputConvention(28, 1, (0.0, 1.0), "area")
+    assert MNIST_28 == InputConvention(28, 1, (-1.0, 1.0), "area")
     assert IMAGENET_64 == InputConvention(64, 3, (-1.0, 1.0), "bilinear")
     assert InputConvention.from_config(IMAGENET_64.get_config()) == IMAGENET_64
     model = tf_pyramid.build_model("mnist_bl1", levels=2, input_convention=MNIST_28.get_config())
@@ -44,11 +44,11 @@ def test_imagenet_matches_the_evaluation_pipeline():
 def test_mnist_matches_the_evaluation_pipeline():
     mnist = pytest.importorskip("tf_pyramid.data.mnist")
     image = np.random.default_rng(1).integers(0, 256, [56, 56, 1]).astype(np.float32)
-    expected = mnist.area_resize(tf.constant(image / 255.0), size=28)
+    expected = mnist.area_resize(tf.constant(image / 255.0), size=28) * 2.0 - 1.0  # [-1, 1]
     got = preprocessing.prepare_images(image[None], MNIST_28)[0]
     np.testing.assert_allclose(got, expected, atol=1e-6)
     same = preprocessing.prepare_images(image[None], MNIST_56)[0]
-    np.testing.assert_array_equal(same, image / np.float32(255.0))
+    np.testing.assert_allclose(same, image / np.float32(255.0) * 2.0 - 1.0, atol=1e-6)
 
 
 def test_decoded_bytes_equal_the_float_path():

