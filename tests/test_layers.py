@@ -16,6 +16,7 @@ ALLOWED = {
     "serving": {"runs", "modeling", "data"},
     "visualization": {"modeling", "data"},
     "callbacks": {"modeling", "data", "visualization"},
+    "analysis": {"modeling", "data", "runs"},
 }
 
 

@@ -3,10 +3,11 @@ model.keras or a checkpoint), weight copies between runs (`--init_from`), and wh
 work safe: checkpoints restored with fallback (`checkpoints`), atomic files (`files`), the run lock
 (`lock`) and the resume-time config check (`run_config`). Sits below `training` and `serving`,
 which both use it and never import each other."""
-from tf_pyramid.runs.run_directory import (build_from_config, checkpoint_for, copy_module_weights,
+from tf_pyramid.runs.run_directory import (build_from_config, check_same_inputs, checkpoint_for,
+                                           copy_module_weights,
                                            learning_rule_from_config, load_run_model,
                                            read_class_names, read_config, write_class_names)
 
-__all__ = ["build_from_config", "checkpoint_for", "copy_module_weights",
+__all__ = ["build_from_config", "check_same_inputs", "checkpoint_for", "copy_module_weights",
            "learning_rule_from_config", "load_run_model", "read_class_names", "read_config",
            "write_class_names"]

@@ -29,6 +29,8 @@ INCOMPATIBLE = {
 INCOMPATIBLE_RUN = {
     "num_classes": "the classifier has one output per class",
     "channels": "the first convolution has one input channel per image channel",
+    "input_convention": "the weights were learnt on inputs prepared another way (value range, "
+                        "size or resize)",
 }
 # Settings of one process, not of the run: never compared.
 PER_PROCESS = ("model_dir", "stop_after_steps")
@@ -53,7 +55,7 @@ def compare(saved, config, run_info=None):
     """`(incompatible, changed)`: lists of `(key, saved value, new value[, why])`.
 
     `config` is the new resolved flag dict, `run_info` the new data facts (`num_classes`,
-    `channels`) to check against the saved `run` section.
+    `channels`, `input_convention`) to check against the saved `run` section.
     """
     saved, config = _plain(saved), _plain(config)
     incompatible, changed = [], []
@@ -67,7 +69,7 @@ def compare(saved, config, run_info=None):
                 changed.append((key, saved[key], config[key]))
     saved_run = saved.get("run") or {}
     for key, why in INCOMPATIBLE_RUN.items():
-        new = (run_info or {}).get(key)
+        new = _plain((run_info or {}).get(key))
         if new is not None and saved_run.get(key) not in (None, new):
             incompatible.append((f"run.{key}", saved_run[key], new, why))
     return incompatible, changed

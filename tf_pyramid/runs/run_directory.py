@@ -109,6 +109,23 @@ def load_run_model(path, checkpoint=None, prefer_checkpoint=False, compile=False
                                              partial=True).path
 
 
+def check_same_inputs(model, convention, where):
+    """Raises ValueError when `model` was trained on inputs prepared otherwise than `convention`
+    (a dict: the data's `InputConvention.get_config()`) says; `where` names the model's file.
+    The input size may differ (module weights are depth independent)."""
+    saved = getattr(model, "input_convention", None)
+    if not saved:
+        return
+    keys = ("channels", "value_range", "resize_method")
+    theirs = {k: list(saved[k]) if k == "value_range" else saved[k] for k in keys}
+    ours = {k: list(convention[k]) if k == "value_range" else convention[k] for k in keys}
+    if theirs != ours:
+        raise ValueError(
+            f"{where} was trained on inputs {theirs}, but this data gives {ours}: its weights "
+            "would see inputs they never saw (e.g. an MNIST model of tf_pyramid 0.1, trained on "
+            "[0, 1], against the [-1, 1] pipeline). Retrain, or use a model of this version.")
+
+
 def copy_module_weights(source, target):
     """Copies every module weight of `source` into `target` (same architecture, any levels).
 

@@ -138,7 +138,7 @@ def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=Non
     seed = seed if seed is not None else config.get("seed")
     if seed is not None:  # as the trainer does: the same seed gives the same re-drawn images
         tf.random.set_seed(seed)
-    dataset, _ = build_dataset(
+    dataset, info = build_dataset(
         dataset_name, split, resolution=resolution,
         batch_size=batch_size or config.get("eval_batch_size") or 128, training=False,
         variant=data.get("variant") or config.get("variant", "plain"),
@@ -146,6 +146,7 @@ def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=Non
         data_dir=data.get("data_dir") or config.get("data_dir"), texture=config.get("texture"),
         seed=seed, class_names=runs.read_class_names(model_dir),
         validation_fraction=config.get("validation_fraction"))
+    runs.check_same_inputs(model, info.input_convention.get_config(), where)
     result = Evaluator(model, tf.distribute.get_strategy(),
                        policy if pyramid else None).evaluate(dataset, num_passes)
     return {"levels": result["levels"], "model": config.get("model") or model.name,

@@ -190,8 +190,9 @@ class Trainer:
         after checking that the flags still fit it; else `--init_from` or scratch."""
         c = self.config
         if checkpoints.has_checkpoints(self.checkpoint_dir):
-            run_config.check_resume(self.model_dir, c, {"num_classes": self.train_info.num_classes,
-                                                        "channels": self.train_info.channels})
+            run_config.check_resume(self.model_dir, c, {
+                "num_classes": self.train_info.num_classes, "channels": self.train_info.channels,
+                "input_convention": self.train_info.input_convention.get_config()})
         restored = checkpoints.restore_newest(self.checkpoint, self.checkpoint_dir)
         if self.is_chief:
             checkpoints.keep_damaged(self.checkpoint_dir, restored)
@@ -207,6 +208,11 @@ class Trainer:
             return restored
         if c["init_from"]:
             source, where = runs.load_run_model(c["init_from"], compile=True)
+            try:
+                runs.check_same_inputs(source, self.train_info.input_convention.get_config(),
+                                       where)
+            except ValueError as error:
+                raise FlagError(f"--init_from: {error}") from None
             with self.strategy.scope():
                 copied = runs.copy_module_weights(source, self.model)
             logging.info("Initialised %d module weight arrays from %s (%s levels -> %d levels).",
