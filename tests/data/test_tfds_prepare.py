@@ -106,8 +106,10 @@ def test_download_and_prepare_offline_then_build_dataset_reads_it(prepared_mnist
     expected_digits, expected_labels = digits["validation"]
     np.testing.assert_array_equal(labels, expected_labels)  # evaluation keeps the stored order
     assert images.shape == (5_000, 56, 56, 1) and info.num_examples == 5_000
-    # Each canvas holds its whole digit (only placed): same total intensity.
-    np.testing.assert_allclose(images.sum(axis=(1, 2, 3)),
+    # Each canvas holds its whole digit (only placed): same total intensity (on the [0, 1] scale
+    # the example is composed in, before the mapping onto the model's range).
+    low, high = info.input_convention.value_range
+    np.testing.assert_allclose(((images - low) / (high - low)).sum(axis=(1, 2, 3)),
                                expected_digits.sum(axis=(1, 2, 3)) / 255.0, rtol=1e-4)
 
 
