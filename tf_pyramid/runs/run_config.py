@@ -13,8 +13,7 @@ import os
 from absl import logging
 
 from tf_pyramid.runs import files
-
-CONFIG_FILE = "config.json"
+from tf_pyramid.runs.run_directory import CONFIG_FILE
 HISTORY_DIR = "config_history"
 
 # Flags whose change makes the checkpoint meaningless for this run, and why.

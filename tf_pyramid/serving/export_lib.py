@@ -35,7 +35,7 @@ def resolve_model_path(model_dir=None, model=None):
     if model:
         path = model
     elif model_dir:
-        path = os.path.join(model_dir, "model.keras")
+        path = os.path.join(model_dir, runs.run_directory.MODEL_FILE)
     else:
         raise ValueError("Pass --model_dir=DIR (a training run with DIR/model.keras) or "
                          "--model=PATH.keras.")
