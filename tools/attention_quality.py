@@ -2,12 +2,15 @@ r"""Attention quality of a trained MNIST pyramid model: per level, the share of 
 inside the attended cells, beside the expected share for random cells (same number per parent).
 
   python tools/attention_quality.py --model_dir=runs/mnist/m1_56_ct6 [--passes=5] [--json=OUT]
-      [--split=validation] [--policy=sample]
+      [--split=validation] [--policy=sample] [--checkpoints=all|PREFIX,...]
 
 Reads the run's config.json (variant, source, evaluation split, policy) and its model.keras (or
 latest checkpoint); the digit positions (and noise, texture) are re-drawn on every pass. Prints a
-markdown table, and the JSON with --json (use --json=- for stdout).
+markdown table, and the JSON with --json (use --json=- for stdout). `--checkpoints=all` measures
+every checkpoint the run kept instead, oldest first (one row per checkpoint and level: when does
+the margin appear? Train with --keep_checkpoints large enough to keep one per epoch).
 """
+import functools
 import json
 import os
 import sys
@@ -27,6 +30,8 @@ flags.DEFINE_integer("batch_size", None, "Batch size (default: the run's evaluat
                      lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the positions drawn.")
 flags.DEFINE_string("json", None, "Also write the result as JSON to this file ('-': stdout).")
+flags.DEFINE_list("checkpoints", [], "Measure these checkpoints of the run (prefixes, e.g. "
+                  "DIR/checkpoints/ckpt-310, or 'all': every one kept) instead of the final model.")
 flags.mark_flag_as_required("model_dir")
 
 
@@ -35,10 +40,17 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from tf_pyramid.analysis import attention_quality
 
+    measure = functools.partial(
+        attention_quality.measure_run, FLAGS.model_dir, passes=FLAGS.passes, split=FLAGS.split,
+        policy=FLAGS.policy, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
     try:
-        result = attention_quality.measure_run(
-            FLAGS.model_dir, passes=FLAGS.passes, split=FLAGS.split, policy=FLAGS.policy,
-            batch_size=FLAGS.batch_size, seed=FLAGS.seed)
+        if FLAGS.checkpoints:
+            prefixes = (attention_quality.run_checkpoints(FLAGS.model_dir)
+                        if FLAGS.checkpoints == ["all"] else FLAGS.checkpoints)
+            if not prefixes:
+                raise FileNotFoundError(f"{FLAGS.model_dir}: no checkpoints to measure.")
+            return _report_checkpoints([measure(checkpoint=p) for p in prefixes])
+        result = measure()
     except (FileNotFoundError, ValueError) as error:
         raise app.UsageError(str(error))
     text = json.dumps(result, indent=2)
@@ -48,6 +60,20 @@ def main(argv):
     print(f"{result['model_dir']}: {result['images']} images ({result['split']}, "
           f"{result['passes']} pass(es), policy {result['policy']})")
     print(attention_quality.format_table(result))
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            f.write(text + "\n")
+
+
+def _report_checkpoints(results):
+    """One table row per checkpoint and level (and the JSON list with --json)."""
+    from tf_pyramid.analysis import attention_quality
+
+    text = json.dumps(results, indent=2)
+    if FLAGS.json == "-":
+        print(text)
+        return
+    print(attention_quality.format_checkpoint_table(results))
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             f.write(text + "\n")

@@ -87,3 +87,4 @@ def test_bad_inputs_are_refused(tmp_path):
                         np.zeros([1, 28, 28, 1]))
     with pytest.raises(FileNotFoundError, match="no config.json"):
         aq.measure_run(str(tmp_path))
+    assert aq.run_checkpoints(str(tmp_path)) == []

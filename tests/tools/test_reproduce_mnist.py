@@ -1,12 +1,58 @@
 """tools/reproduce_mnist.py (the paper's MNIST study through the flagfiles) and
-tools/attention_quality.py, on a tiny grid: one pair, 28 px then 56 px gradual, 2 steps each."""
+tools/attention_quality.py, on a tiny grid: one pair, 28 px then 56 px gradual, 2 steps each;
+the claims check on hand-made results."""
+import importlib.util
 import json
+import os
 
 import pytest
 
-from tests.helpers import png_size, run_python
+from tests.helpers import REPO, png_size, run_python
 
 TOOL = "tools/reproduce_mnist.py"
+
+
+def _tool_module():
+    spec = importlib.util.spec_from_file_location("reproduce_mnist", os.path.join(REPO, TOOL))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(model, resolution, accuracy, c_t=None, gradual=False, n_c=0.0):
+    levels = {14: 1, 28: 2, 56: 3}[resolution] if model.startswith("M") else 1
+    return {"model": model, "pair": int(model[-1]), "resolution": resolution, "c_t": c_t,
+            "gradual": gradual, "accuracy": accuracy, "n_c": n_c, "levels": levels}
+
+
+def test_claims_are_checked_comparison_by_comparison():
+    tool = _tool_module()
+    rows = [_row("BL1", 14, 0.90), _row("BL1", 28, 0.80), _row("M1", 14, 0.85),
+            _row("M1", 28, 0.95, c_t=2.0, n_c=2.2), _row("BL1", 56, 0.70),
+            _row("M1", 56, 0.97, c_t=6.0, n_c=6.1), _row("M1", 56, 0.96, c_t=12.0, n_c=20.0),
+            _row("BL3", 28, 0.950), _row("M3", 28, 0.945, c_t=2.0, n_c=2.0)]
+    checked = tool.claims(rows)
+
+    def claim(start):
+        return next(c for c in checked if c["claim"].startswith(start))
+
+    m1_above = claim("M1 at 28 and 56 px")
+    assert m1_above["holds"] is True and len(m1_above["checks"]) == 3  # no gradual 56 px runs
+    assert "M1 28 px c_t 2 0.950 vs BL1 28 px 0.800 (+0.150)" in m1_above["checks"][0]["figures"]
+    assert claim("BL1 at 56")["holds"] is True                 # 0.70 < 0.90
+    assert claim("BL2 at 56")["holds"] is None                 # no BL2 runs
+    assert claim("M3 at 28")["holds"] is True                  # 0.945 within 0.01 of 0.950
+    rising = claim("M_i accuracy rising with resolution")
+    assert rising["holds"] is True and len(rising["checks"]) == 3   # 14 < 28 < 56 (both c_t)
+    n_c_rising = claim("M_i accuracy rising with n_c")
+    assert n_c_rising["holds"] is False                      # c_t 12 (0.96) below c_t 6 (0.97)
+    close = claim("n_c close")
+    assert close["holds"] is False and [c["holds"] for c in close["checks"]] == [
+        True, True, False, True]                             # 20 cells for c_t 12 is not close
+    text = tool.claims_markdown(checked)
+    assert "does not hold" in text and "not checked (runs missing)" in text
+    rows[-1]["accuracy"] = 0.93                              # 2 points below BL3
+    assert not [c for c in tool.claims(rows) if c["claim"].startswith("M3")][0]["holds"]
 
 
 def test_plan_is_the_papers_chain_order(tmp_path):
@@ -61,3 +107,11 @@ def test_tiny_study_end_to_end_skips_and_resumes(tmp_path):
                                      "--json=-"]).stdout)
     assert quality["images"] == 500 and quality["split"] == "validation"
     assert [a["level"] for a in quality["levels"]] == [2, 3]
+    # Per checkpoint: the run kept one (step 2, its end), which holds model.keras's weights, so
+    # the same seed gives the same shares; a model left at its initial weights would not.
+    per_checkpoint = json.loads(run_python(["tools/attention_quality.py",
+                                            f"--model_dir={tmp_path / 'm1_56_ct6_gradual'}",
+                                            "--checkpoints=all", "--json=-"]).stdout)
+    assert [r["step"] for r in per_checkpoint] == [2]
+    for ours, final in zip(per_checkpoint[0]["levels"], quality["levels"]):
+        assert ours == pytest.approx(final)

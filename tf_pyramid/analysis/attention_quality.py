@@ -10,11 +10,14 @@ share is its exact expectation (no sampling): a pixel that m of a parent's 9 cel
 missed by k random cells with probability C(9-m, k) / C(9, k), independently across parents.
 """
 import math
+import os
 
 import numpy as np
 
 from tf_pyramid.data import mnist
+from tf_pyramid.runs import checkpoints
 from tf_pyramid.runs import load_run_model, read_config
+from tf_pyramid.runs.run_directory import CHECKPOINT_DIR
 
 NUM_CELLS = 9
 GRID_SIZE = 3
@@ -140,9 +143,12 @@ def measure_shares(model, batches, policy=None):
     return {"levels": levels, "images": count}
 
 
-def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, seed=0):
-    """`measure_shares` of a finished MNIST run on its evaluation split (config.json), with
-    positions (and noise, texture) re-drawn on each of `passes` passes."""
+def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, seed=0,
+                checkpoint=None):
+    """`measure_shares` of an MNIST run on its evaluation split (config.json), with positions
+    (and noise, texture) re-drawn on each of `passes` passes. `checkpoint`: a checkpoint prefix
+    of the run (e.g. `checkpoints/ckpt-310`) to measure instead of the final model, which shows
+    when during training the margin appears (`run_checkpoints` lists them)."""
     config = read_config(model_dir)
     if config is None:
         raise FileNotFoundError(f"{model_dir}: no config.json (not a training run directory).")
@@ -151,7 +157,7 @@ def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, s
                          f"{model_dir} trained on {config.get('dataset')!r}.")
     if passes < 1:
         raise ValueError(f"passes must be >= 1; got {passes}.")
-    model, _ = load_run_model(model_dir)
+    model, _ = load_run_model(model_dir, checkpoint=checkpoint)
     if not getattr(model, "has_attention", False):
         raise ValueError(f"{model_dir}: model {model.name!r} has no attention (a baseline).")
     convention = getattr(model, "input_convention", None) or {}
@@ -167,8 +173,15 @@ def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, s
     batches = (batch for _ in range(passes) for batch in examples)
     result = measure_shares(model, batches, policy)
     result.update({"model_dir": str(model_dir), "split": split, "passes": passes,
-                   "policy": policy or model.policy})
+                   "policy": policy or model.policy, "checkpoint": checkpoint,
+                   "step": checkpoints.checkpoint_number(checkpoint) if checkpoint else None})
     return result
+
+
+def run_checkpoints(model_dir):
+    """The checkpoint prefixes of a run directory, oldest (fewest steps) first."""
+    found, _ = checkpoints.find_checkpoints(os.path.join(model_dir, CHECKPOINT_DIR))
+    return sorted(found, key=checkpoints.checkpoint_number)
 
 
 def format_table(result):
@@ -179,4 +192,16 @@ def format_table(result):
         lines.append(f"| {entry['level']} | {entry['attended_share']:.3f} | "
                      f"{entry['random_share']:.3f} | {entry['margin']:+.3f} | "
                      f"{entry['mean_cells']:.2f} |")
+    return "\n".join(lines)
+
+
+def format_checkpoint_table(results):
+    """A markdown table of several `measure_run` results (one per checkpoint), by step."""
+    lines = ["| step | level | attended share | random share | margin | cells |",
+             "|---|---|---|---|---|---|"]
+    for result in results:
+        for entry in result["levels"]:
+            lines.append(f"| {result.get('step')} | {entry['level']} | "
+                         f"{entry['attended_share']:.3f} | {entry['random_share']:.3f} | "
+                         f"{entry['margin']:+.3f} | {entry['mean_cells']:.2f} |")
     return "\n".join(lines)

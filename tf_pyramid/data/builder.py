@@ -1,8 +1,8 @@
 """`build_dataset`: the one entry point the trainer and evaluation call (docs/data.md).
 
-Pipeline shape: records (in-memory digits, or encoded images from a source) -> per-worker shard ->
+Pipeline shape: records (in-memory digits, or raw elements from a source) -> per-worker shard ->
 shuffle (training) -> zip with a stream of per-example stateless seeds -> one parallel map that
-decodes and augments -> batch -> prefetch. Randomness comes only from the seed stream, which is
+parses, decodes and augments -> batch -> prefetch. Randomness comes only from the seed stream, which is
 re-randomized on every pass: positions, crops and colours change every epoch and every evaluation
 pass, and a fixed `seed` makes the whole sequence of passes reproducible.
 """
@@ -151,9 +151,11 @@ def _mnist_examples(split, resolution, training, variant, source, data_dir, text
     return examples, info
 
 
-def make_image_example_fn(training, resolution, strict, counter):
-    """(record dict, seed) -> (image float32 [r, r, 3] in [-1, 1], label).
+def make_image_example_fn(training, resolution, strict, counter, parse=None):
+    """(raw element, seed) -> (image float32 [r, r, 3] in [-1, 1], label).
 
+    `parse` (the source's `ImageRecords.parse`) turns the raw element into the record dict
+    (None: it already is one); it runs here, in the same map as the decode.
     The label is -1 for bytes that fail `decoding.looks_decodable` (then the image is zeros,
     nothing was decoded and the counter keeps the file's name; a filter drops them, with no
     extra map to strip a flag); `strict` turns that into an error naming the file. `counter` (a
@@ -162,7 +164,8 @@ def make_image_example_fn(training, resolution, strict, counter):
     """
     ops = [(get_op(name), params) for name, params in image_ops_after_decode(training, resolution)]
 
-    def example(record, seed):
+    def example(raw, seed):
+        record = parse(raw) if parse is not None else raw
         encoded = counter.count_read(record["encoded"])
         valid = decoding.looks_decodable(encoded)
         if strict:
@@ -197,13 +200,13 @@ def _image_examples(dataset, split, resolution, training, data_dir, seed, strict
     if input_context is not None and not records.sharded:
         stream = stream.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     counter = SkippedImageCounter(f"{dataset}/{split}")
-    example = make_image_example_fn(training, resolution, strict, counter)
+    example = make_image_example_fn(training, resolution, strict, counter, records.parse)
     if training:
         examples = tf.data.Dataset.zip((stream, _example_seeds(seed, input_context))).map(
             example, num_parallel_calls=tf.data.AUTOTUNE)
     else:  # ImageNet-style evaluation draws nothing: no seed stream to zip
         unused_seed = tf.zeros([2], tf.int64)
-        examples = stream.map(lambda record: example(record, unused_seed),
+        examples = stream.map(lambda raw: example(raw, unused_seed),
                               num_parallel_calls=tf.data.AUTOTUNE)
     if not strict:
         # Safety net for files that pass the structural check yet fail to decode; they show in

@@ -1,9 +1,11 @@
 """Sources of encoded ImageNet-style images (paper A.6.2): tfds, TFRecords, a folder of classes.
 
-Each source returns an `ImageRecords`: a dataset of dicts `{"encoded": string, "label": int32
-(0-based), "bboxes": float32 [N, 4] (ymin, xmin, ymax, xmax, normalised; N may be 0), "name":
-string (names the file in errors)}` plus what is known about the split. Decoding happens later,
-in the builder's parallel map, so that the training crop can decode only the cropped window.
+Each source returns an `ImageRecords`: a dataset of raw elements (a dict: a serialized
+TFRecord and its shard, a tfds example, a file path and label), `parse` which turns one raw
+element into the record dict `{"encoded": string, "label": int32 (0-based), "bboxes": float32
+[N, 4] (ymin, xmin, ymax, xmax, normalised; N may be 0), "name": string (names the file in
+errors)}`, plus what is known about the split. `parse` runs inside the builder's one parallel
+map, with the decode and the augmentation: a separate parse stage costs a hand-off per element.
 Order (deterministic or not) is set once, by the builder's `tf.data.Options` for the whole pipeline.
 """
 import collections
@@ -29,7 +31,7 @@ TFRECORD_CYCLE_LENGTH = 16
 TFRECORD_READ_BUFFER = 8 << 20
 
 ImageRecords = collections.namedtuple(
-    "ImageRecords", ["dataset", "num_examples", "num_classes", "class_names", "sharded"])
+    "ImageRecords", ["dataset", "parse", "num_examples", "num_classes", "class_names", "sharded"])
 
 
 def _shard_list(items, input_context):
@@ -115,17 +117,18 @@ def tfds_records(split, data_dir, *, training, seed, input_context, class_names=
                                   num_parallel_calls_for_interleave_files=tf.data.AUTOTUNE)
     dataset = builder.as_dataset(split=split, shuffle_files=training, read_config=read_config,
                                  decoders={"image": tfds.decode.SkipDecoding()})
-    dataset = dataset.map(lambda example: {
-        "encoded": example["image"], "label": tf.cast(example["label"], tf.int32),
-        "bboxes": tf.zeros([0, 4], tf.float32), "name": example["file_name"]},
-        num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
     num_examples = splits[split].num_examples if split in splits else None
     label = builder.info.features["label"]
     names = source_class_names("imagenet2012", list(label.names), label.num_classes, class_names)
-    return ImageRecords(dataset, num_examples, label.num_classes, names,
+    return ImageRecords(dataset, _parse_tfds_example, num_examples, label.num_classes, names,
                         sharded=input_context is not None)
+
+
+def _parse_tfds_example(example):
+    return {"encoded": example["image"], "label": tf.cast(example["label"], tf.int32),
+            "bboxes": tf.zeros([0, 4], tf.float32), "name": example["file_name"]}
 
 
 # --------------------------------------------------------------------------------------- TFRecords
@@ -147,8 +150,10 @@ def tfrecord_files(split, data_dir):
     return files
 
 
-def _parse_tfrecord(serialized, shard, num_classes):
-    features = tf.io.parse_single_example(serialized, {
+def _parse_tfrecord(raw, num_classes):
+    """{"serialized", "shard"} -> record dict; checks the 1-based label."""
+    shard = raw["shard"]
+    features = tf.io.parse_single_example(raw["serialized"], {
         "image/encoded": tf.io.FixedLenFeature([], tf.string),
         "image/class/label": tf.io.FixedLenFeature([], tf.int64),
         "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -190,14 +195,13 @@ def tfrecord_records(split, data_dir, *, training, seed, input_context, class_na
         dataset = dataset.shuffle(len(files), seed=seed)
     dataset = dataset.interleave(
         lambda shard: tf.data.TFRecordDataset(shard, buffer_size=TFRECORD_READ_BUFFER).map(
-            lambda serialized: (serialized, shard)),
+            lambda serialized: {"serialized": serialized, "shard": shard}),
         cycle_length=min(TFRECORD_CYCLE_LENGTH, len(files)), block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
-    dataset = dataset.map(lambda serialized, shard: _parse_tfrecord(serialized, shard, num_classes),
-                          num_parallel_calls=tf.data.AUTOTUNE)
-    return ImageRecords(dataset, None, num_classes, class_names, sharded)
+    parse = functools.partial(_parse_tfrecord, num_classes=num_classes)
+    return ImageRecords(dataset, parse, None, num_classes, class_names, sharded)
 
 
 # ------------------------------------------------------------------------------------------ folder
@@ -386,13 +390,17 @@ def folder_records(split, data_dir, *, training, seed, input_context, class_name
     num_examples = len(found.paths)
     files, sharded = _shard_list(list(zip(found.paths, found.labels)), input_context)
     paths, labels = zip(*files)
-    dataset = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(labels, tf.int32)))
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"path": list(paths), "label": tf.constant(labels, tf.int32)})
     if training:
         dataset = dataset.shuffle(len(paths), seed=seed)
-    dataset = dataset.map(lambda path, label: {
-        "encoded": tf.io.read_file(path), "label": label, "bboxes": tf.zeros([0, 4], tf.float32),
-        "name": path}, num_parallel_calls=tf.data.AUTOTUNE)
-    return ImageRecords(dataset, num_examples, len(found.class_names), found.class_names, sharded)
+    return ImageRecords(dataset, _read_image_file, num_examples, len(found.class_names),
+                        found.class_names, sharded)
+
+
+def _read_image_file(raw):
+    return {"encoded": tf.io.read_file(raw["path"]), "label": raw["label"],
+            "bboxes": tf.zeros([0, 4], tf.float32), "name": raw["path"]}
 
 
 SOURCES = {"imagenet2012": tfds_records, "tfrecord": tfrecord_records, "folder": folder_records}
