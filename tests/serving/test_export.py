@@ -285,6 +285,25 @@ def test_baseline_export(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
 
 
+def test_an_export_finished_while_this_one_waited_keeps_its_version(tmp_path, monkeypatch):
+    """Two exports into one base: the version is chosen under the export lock. Another export
+    that writes version 1 while this one waits for the lock keeps it; this one takes 2."""
+    model = tf_pyramid.build_model("mnist_bl1", levels=1, num_classes=3)
+    model.input_convention = input_convention("mnist", 14).get_config()
+    acquire = export_lib.lock_lib.DirectoryLock.acquire
+
+    def other_export_finishes_first(lock, *args, **kwargs):
+        (tmp_path / "1").mkdir()
+        (tmp_path / "1" / "saved_model.pb").write_text("the other export's")
+        return acquire(lock, *args, **kwargs)
+
+    monkeypatch.setattr(export_lib.lock_lib.DirectoryLock, "acquire", other_export_finishes_first)
+    assert serving.export_saved_model(model, str(tmp_path)) == str(tmp_path / "2")
+    assert (tmp_path / "1" / "saved_model.pb").read_text() == "the other export's"
+    with pytest.raises(FileExistsError, match=r"1 exists.*next free one \(3\)"):
+        serving.export_saved_model(model, str(tmp_path), version=1)
+
+
 def test_next_version_and_missing_model(tmp_path):
     for name in ("1", "7", "notes", "3x"):
         (tmp_path / name).mkdir()

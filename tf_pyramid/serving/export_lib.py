@@ -72,15 +72,11 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
     """
     convention = InputConvention.of_model(model, value_range, resize_method)
     tf.io.gfile.makedirs(export_base)
-    if version is None:
-        version = next_version(export_base)
-    version = int(version)
-    if version < 0:
-        raise ValueError(f"version must be a non-negative integer; got {version}.")
-    final = os.path.join(export_base, str(version))
-    if tf.io.gfile.exists(final) and not overwrite:
-        raise FileExistsError(f"{final} exists; pick another --version or leave it out to use the "
-                              f"next free one ({next_version(export_base)}).")
+    if version is not None:
+        version = int(version)
+        if version < 0:
+            raise ValueError(f"version must be a non-negative integer; got {version}.")
+    _check_free(export_base, version, overwrite)  # early, before the slow tracing
 
     functions = signatures_lib.ServingFunctions(model, convention)
     archive = keras.export.ExportArchive()
@@ -94,9 +90,21 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
     try:
         if export_lock.held:  # else another export's staging folder may be in use
             _remove_stale_staging(export_base)
+        # Chosen (and checked again) under the lock: an export that finished while this one
+        # traced or waited has taken its version, which must be neither reused nor replaced.
+        version = next_version(export_base) if version is None else version
+        _check_free(export_base, version, overwrite)
+        final = os.path.join(export_base, str(version))
         return _write_version(archive, model, convention, export_base, final, version, verbose)
     finally:
         export_lock.release()
+
+
+def _check_free(export_base, version, overwrite):
+    final = os.path.join(export_base, str(version))
+    if version is not None and tf.io.gfile.exists(final) and not overwrite:
+        raise FileExistsError(f"{final} exists; pick another --version or leave it out to use the "
+                              f"next free one ({next_version(export_base)}).")
 
 
 def _remove_stale_staging(export_base):
