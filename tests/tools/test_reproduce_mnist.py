@@ -1,22 +1,14 @@
 """tools/reproduce_mnist.py (the paper's MNIST study through the flagfiles) and
 tools/attention_quality.py, on a tiny grid: one pair, 28 px then 56 px gradual, 2 steps each;
-the claims check on hand-made results."""
-import importlib.util
+the claims check (tf_pyramid.analysis.mnist_claims) on hand-made results."""
 import json
-import os
 
 import pytest
 
-from tests.helpers import REPO, png_size, run_python
+from tests.helpers import png_size, run_python
+from tf_pyramid.analysis import mnist_claims
 
 TOOL = "tools/reproduce_mnist.py"
-
-
-def _tool_module():
-    spec = importlib.util.spec_from_file_location("reproduce_mnist", os.path.join(REPO, TOOL))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _row(model, resolution, accuracy, c_t=None, gradual=False, n_c=0.0):
@@ -26,12 +18,11 @@ def _row(model, resolution, accuracy, c_t=None, gradual=False, n_c=0.0):
 
 
 def test_claims_are_checked_comparison_by_comparison():
-    tool = _tool_module()
     rows = [_row("BL1", 14, 0.90), _row("BL1", 28, 0.80), _row("M1", 14, 0.85),
             _row("M1", 28, 0.95, c_t=2.0, n_c=2.2), _row("BL1", 56, 0.70),
             _row("M1", 56, 0.97, c_t=6.0, n_c=6.1), _row("M1", 56, 0.96, c_t=12.0, n_c=20.0),
             _row("BL3", 28, 0.950), _row("M3", 28, 0.945, c_t=2.0, n_c=2.0)]
-    checked = tool.claims(rows)
+    checked = mnist_claims.claims(rows)
 
     def claim(start):
         return next(c for c in checked if c["claim"].startswith(start))
@@ -49,10 +40,10 @@ def test_claims_are_checked_comparison_by_comparison():
     close = claim("n_c close")
     assert close["holds"] is False and [c["holds"] for c in close["checks"]] == [
         True, True, False, True]                             # 20 cells for c_t 12 is not close
-    text = tool.claims_markdown(checked)
+    text = mnist_claims.claims_markdown(checked)
     assert "does not hold" in text and "not checked (runs missing)" in text
     rows[-1]["accuracy"] = 0.93                              # 2 points below BL3
-    assert not [c for c in tool.claims(rows) if c["claim"].startswith("M3")][0]["holds"]
+    assert not [c for c in mnist_claims.claims(rows) if c["claim"].startswith("M3")][0]["holds"]
 
 
 def test_plan_is_the_papers_chain_order(tmp_path):
