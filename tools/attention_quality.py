@@ -49,31 +49,22 @@ def main(argv):
                         if FLAGS.checkpoints == ["all"] else FLAGS.checkpoints)
             if not prefixes:
                 raise FileNotFoundError(f"{FLAGS.model_dir}: no checkpoints to measure.")
-            return _report_checkpoints([measure(checkpoint=p) for p in prefixes])
-        result = measure()
+            result = [measure(checkpoint=p) for p in prefixes]
+            heading, table = None, attention_quality.format_checkpoint_table(result)
+        else:
+            result = measure()
+            heading = (f"{result['model_dir']}: {result['images']} images ({result['split']}, "
+                       f"{result['passes']} pass(es), policy {result['policy']})")
+            table = attention_quality.format_table(result)
     except (FileNotFoundError, ValueError) as error:
         raise app.UsageError(str(error))
     text = json.dumps(result, indent=2)
     if FLAGS.json == "-":
         print(text)
         return
-    print(f"{result['model_dir']}: {result['images']} images ({result['split']}, "
-          f"{result['passes']} pass(es), policy {result['policy']})")
-    print(attention_quality.format_table(result))
-    if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            f.write(text + "\n")
-
-
-def _report_checkpoints(results):
-    """One table row per checkpoint and level (and the JSON list with --json)."""
-    from tf_pyramid.analysis import attention_quality
-
-    text = json.dumps(results, indent=2)
-    if FLAGS.json == "-":
-        print(text)
-        return
-    print(attention_quality.format_checkpoint_table(results))
+    if heading:
+        print(heading)
+    print(table)
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             f.write(text + "\n")

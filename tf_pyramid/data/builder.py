@@ -151,11 +151,11 @@ def _mnist_examples(split, resolution, training, variant, source, data_dir, text
     return examples, info
 
 
-def make_image_example_fn(training, resolution, strict, counter, parse=None):
+def make_image_example_fn(training, resolution, strict, counter, parse):
     """(raw element, seed) -> (image float32 [r, r, 3] in [-1, 1], label).
 
-    `parse` (the source's `ImageRecords.parse`) turns the raw element into the record dict
-    (None: it already is one); it runs here, in the same map as the decode.
+    `parse` (the source's `ImageRecords.parse`) turns the raw element into the record dict; it
+    runs here, in the same map as the decode.
     The label is -1 for bytes that fail `decoding.looks_decodable` (then the image is zeros,
     nothing was decoded and the counter keeps the file's name; a filter drops them, with no
     extra map to strip a flag); `strict` turns that into an error naming the file. `counter` (a
@@ -165,7 +165,7 @@ def make_image_example_fn(training, resolution, strict, counter, parse=None):
     ops = [(get_op(name), params) for name, params in image_ops_after_decode(training, resolution)]
 
     def example(raw, seed):
-        record = parse(raw) if parse is not None else raw
+        record = parse(raw)
         encoded = counter.count_read(record["encoded"])
         valid = decoding.looks_decodable(encoded)
         if strict:
