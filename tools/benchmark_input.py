@@ -1,15 +1,16 @@
 """Input pipeline speed: decode only, TF-slim's Inception preprocessing, ours, side by side.
 
-    python tools/benchmark_input.py [--images 512] [--resolution 256] [--batch 64] [--json]
-                                    [--stages]
+    python tools/benchmark_input.py [--images 1024] [--resolution 256] [--batch 64]
+                                    [--repeats 5] [--json] [--stages]
 
 Writes real photographs (the colour images in `skimage.data`, re-encoded as JPEG at ImageNet-like
-sizes, about 500 x 375) into temporary TFRecords in the Inception/slim layout, then times, in one
-run and interleaved so that machine noise hits all alike, images per second of:
+sizes, about 500 x 375) into temporary TFRecords in the Inception/slim layout, then runs, in one
+process and interleaved so that machine noise hits all alike, passes over:
   decode_only  read + parse + `decode_jpeg`, the floor any pipeline pays;
   train        `build_dataset("tfrecord", ..., training=True)`: crop, random resize, flip,
                colour distortion to `--resolution` px;
-  eval         `build_dataset(..., training=False)`: whole image, antialiased resize;
+  eval         `build_dataset(..., training=False)`: whole image (JPEGs decoded at a reduced
+               DCT scale when at least twice the target), antialiased resize;
   slim_reference       TF-slim's `inception_preprocessing.preprocess_for_train(fast_mode=False)`
                        re-implemented here (`slim_train_preprocess`) with the paper's crop ranges:
                        whole-image decode, float, crop, one of 4 resizes, flip, one of 4 colour
@@ -17,10 +18,14 @@ run and interleaved so that machine noise hits all alike, images per second of:
                        used.
   slim_eval_reference  slim's `preprocess_for_eval`: whole-image decode, central crop 0.875,
                        bilinear resize, [-1, 1] (`slim_eval_preprocess`).
-Targets: train >= slim_reference, eval >= slim_eval_reference. `--json` prints one object
-{"decode_only", "train", "eval", "slim_reference", "slim_eval_reference"}.
-The text output also gives CPU milliseconds per image (process CPU time / images, least of the
-repeats): steadier than images/s on a shared machine, where other jobs take cores away.
+Targets: train >= slim_reference, eval >= slim_eval_reference.
+
+Each pass is split where a training epoch's cost splits (`measure_pass`): the steady state after
+the first batch (images/s, and process CPU ms per image: steadier on a shared machine), which is
+what an epoch of thousands of batches runs at, and the startup (making the iterator: tf.data's
+graph rewrites and function instantiation, plus the first batch), paid once per epoch; the
+whole-pass rate is printed too. `--json` prints {pipeline: steady images/s, ..., "cpu_ms":
+{pipeline: ...}, "full_rate": {...}, "startup_ms": {...}}.
 
 `--stages` times, in the same interleaved way, where the training pipeline's time goes:
   crop_bilinear  the floor of any training pipeline to `--resolution` px float: read + parse +
@@ -201,19 +206,32 @@ def stage_datasets(directory, resolution, batch):
     return datasets
 
 
-def images_per_second(dataset, cpu_ms=None):
-    """Images/s of one pass; appends the pass's process CPU ms per image to `cpu_ms`."""
-    count, start, cpu_start = 0, time.perf_counter(), time.process_time()
-    for batch in dataset:
+def measure_pass(dataset):
+    """One pass over `dataset`, split where a training epoch's cost splits:
+    `startup_ms` (wall) and `startup_cpu_ms`: making the iterator (tf.data's graph rewrites,
+    function instantiation) and the first batch, paid once per epoch; `rate` (images/s) and
+    `cpu_ms` (process CPU ms per image): the steady state after the first batch, what an epoch of
+    many batches runs at; `full_rate`: images/s of the whole pass, startup included."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    iterator = iter(dataset)
+    first = next(iterator)
+    steady, cpu_steady = time.perf_counter(), time.process_time()
+    first_count = count = int((first[0] if isinstance(first, tuple) else first).shape[0])
+    for batch in iterator:
         count += int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
-    if cpu_ms is not None:
-        cpu_ms.append(1000 * (time.process_time() - cpu_start) / count)
-    return count / (time.perf_counter() - start)
+    end, cpu_end = time.perf_counter(), time.process_time()
+    rest = max(count - first_count, 1)
+    return {"startup_ms": 1000 * (steady - start), "startup_cpu_ms": 1000 * (cpu_steady - cpu_start),
+            "rate": rest / (end - steady), "cpu_ms": 1000 * (cpu_end - cpu_steady) / rest,
+            "full_rate": count / (end - start)}
 
 
-def benchmark(num_images=512, resolution=256, batch=64, repeats=3, cpu_ms=None, stages=False):
-    """Best images/s of `repeats` interleaved passes per pipeline; `cpu_ms` (a dict) receives the
-    least CPU ms per image of each. `stages`: the stage breakdown instead of train and eval."""
+def benchmark(num_images=1024, resolution=256, batch=64, repeats=5, stages=False):
+    """{pipeline: {measure: value}}: best `rate` and `full_rate`, least `cpu_ms` and `startup_ms`
+    (median of `startup_cpu_ms`) over `repeats` interleaved passes after a warm-up pass.
+    `stages`: the stage breakdown instead of train and eval."""
+    import statistics
+
     from tf_pyramid.data import build_dataset
 
     with tempfile.TemporaryDirectory() as directory:
@@ -229,44 +247,50 @@ def benchmark(num_images=512, resolution=256, batch=64, repeats=3, cpu_ms=None, 
             pipelines["slim_reference"], pipelines["slim_eval_reference"] = (
                 slim_dataset(directory, resolution, batch, training) for training in (True, False))
         for dataset in pipelines.values():  # warm-up: tracing, autotuning, file cache
-            images_per_second(dataset)
-        rates = {name: [] for name in pipelines}
-        cpu = {name: [] for name in pipelines}
+            measure_pass(dataset)
+        passes = {name: [] for name in pipelines}
         for _ in range(repeats):
             for name, dataset in pipelines.items():
-                rates[name].append(images_per_second(dataset, cpu[name]))
-    if cpu_ms is not None:
-        cpu_ms.update({name: round(min(values), 3) for name, values in cpu.items()})
-    return {name: round(max(values), 1) for name, values in rates.items()}
+                passes[name].append(measure_pass(dataset))
+    pick = {"rate": max, "full_rate": max, "cpu_ms": min, "startup_ms": min,
+            "startup_cpu_ms": statistics.median}
+    return {name: {key: round(choose(p[key] for p in results), 3) for key, choose in pick.items()}
+            for name, results in passes.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--stages", action="store_true",
                         help="break the training pipeline's time down by stage")
     args = parser.parse_args(argv)
-    cpu_ms = {}
-    rates = benchmark(args.images, args.resolution, args.batch, args.repeats, cpu_ms,
-                      stages=args.stages)
-    if args.json:
-        print(json.dumps(rates))
+    results = benchmark(args.images, args.resolution, args.batch, args.repeats,
+                        stages=args.stages)
+    if args.json:  # steady-state images/s per pipeline, plus the other measures by name
+        output = {name: measures["rate"] for name, measures in results.items()}
+        for key in ("cpu_ms", "full_rate", "startup_ms"):
+            output[key] = {name: measures[key] for name, measures in results.items()}
+        print(json.dumps(output))
         return
-    print(f"images/s ({args.images} JPEGs ~500x375, {args.resolution} px, batch {args.batch}, "
-          f"{os.cpu_count()} CPUs; best of {args.repeats}). CPU ratio = decode_only CPU ms / "
-          "CPU ms, the steadier estimate of the images/s ratio.")
-    for name, rate in rates.items():
-        print(f"  {name:20s} {rate:9.1f}   {rate / rates['decode_only']:.2f} x decode_only   "
-              f"{cpu_ms[name]:.2f} CPU ms/image   CPU ratio "
-              f"{cpu_ms['decode_only'] / cpu_ms[name]:.2f}")
+    print(f"{args.images} JPEGs ~500x375 -> {args.resolution} px, batch {args.batch}, "
+          f"{os.cpu_count()} CPUs, {args.repeats} interleaved passes each. Steady state = after "
+          "the first batch of a pass (best images/s, least CPU ms per image); startup = iterator "
+          "+ first batch (least wall ms, median CPU ms); full pass = images/s of the whole pass.")
+    print(f"  {'pipeline':20s} {'img/s':>8s} {'CPU ms/img':>11s} {'startup ms':>11s} "
+          f"{'(CPU ms)':>9s} {'full img/s':>11s}")
+    for name, m in results.items():
+        print(f"  {name:20s} {m['rate']:8.1f} {m['cpu_ms']:11.2f} {m['startup_ms']:11.0f} "
+              f"{m['startup_cpu_ms']:9.0f} {m['full_rate']:11.1f}")
     for ours, reference in (("train", "slim_reference"), ("eval", "slim_eval_reference")):
-        if ours in rates:
-            print(f"  {ours}/{reference}: {rates[ours] / rates[reference]:.2f} (images/s), "
-                  f"{cpu_ms[reference] / cpu_ms[ours]:.2f} (CPU)")
+        if ours in results:
+            a, b = results[ours], results[reference]
+            print(f"  {ours}/{reference}: steady {a['rate'] / b['rate']:.2f} (images/s), "
+                  f"{b['cpu_ms'] / a['cpu_ms']:.2f} (CPU); full pass "
+                  f"{a['full_rate'] / b['full_rate']:.2f} (images/s)")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_strict_raises_naming_the_file(image_folder):
         _collect(ds)
 
 
-def test_eval_path_is_the_mipmap_resize_of_the_whole_image(image_folder, image_files):
+def test_eval_path_is_the_scaled_jpeg_decode_then_the_mipmap_resize(image_folder, image_files):
     root, _ = image_folder
     ds, info = build_dataset("folder", "validation", resolution=RES, batch_size=16,
                              training=False, data_dir=str(root))
@@ -56,10 +56,13 @@ def test_eval_path_is_the_mipmap_resize_of_the_whole_image(image_folder, image_f
     # Validation holds sorted(image_files)[0::4] per class: cmyk.jpg, png_named.jpg (good) and
     # zz_garbled.jpg, which passes the in-graph check but fails in the decoder: dropped, counted.
     assert info.skipped_images.skipped == 2
-    decoded = tf.io.decode_image(image_files["cmyk.jpg"][0], channels=3)
-    assert decoded.shape[:2] == (300, 451)  # 451 / 32 > 8: bilinear to 8 x 32, 8 x 8 averages
-    bilinear = tf.image.resize(tf.cast(decoded, tf.float32) / 255, [8 * RES, 8 * RES]).numpy()
-    expected = bilinear.reshape(RES, 8, RES, 8, 3).mean(axis=(1, 3))
+    encoded = image_files["cmyk.jpg"][0]
+    assert tuple(tf.io.extract_jpeg_shape(encoded).numpy()[:2]) == (300, 451)
+    # Short side 300 >= 8 * 32: decoded at 1/8 scale (38 x 57), which then shrinks less than 2x:
+    # one bilinear resize.
+    decoded = tf.io.decode_jpeg(encoded, channels=3, ratio=8)
+    assert decoded.shape[:2] == (38, 57)
+    expected = tf.image.resize(tf.cast(decoded, tf.float32) / 255, [RES, RES]).numpy()
     np.testing.assert_allclose(images[0], expected * 2 - 1, atol=1e-5)
     assert list(labels) == [0, 0, 1, 1]
 

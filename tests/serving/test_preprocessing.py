@@ -61,6 +61,25 @@ def test_decoded_bytes_equal_the_float_path():
     assert gray.shape == (1, 32, 32, 1)
 
 
+def test_large_jpeg_bytes_decode_as_the_evaluation_pipeline_does():
+    """RGB models: a JPEG at least twice the input size is decoded at a reduced DCT scale, as
+    in evaluation (`decode_for_size`): the bytes path equals the evaluation pipeline exactly and
+    stays within 3.5/255 of the float path on the fully decoded image on average."""
+    from skimage import data
+    from tf_pyramid.data import image_ops
+    photo = tf.cast(tf.round(tf.image.resize(data.astronaut(), [300, 400], antialias=True)),
+                    tf.uint8)
+    encoded = tf.io.encode_jpeg(photo, quality=90)
+    got = preprocessing.decode_images(encoded[None], IMAGENET_64)[0].numpy()  # 0-255
+    evaluation = image_ops.resize_antialiased(
+        image_ops.decode_for_size(encoded, size=64), size=64).numpy() * 255
+    np.testing.assert_allclose(got, evaluation, atol=1e-3)
+    assert image_ops.decode_for_size(encoded, size=64).shape[:2] == (75, 100)  # 1/4 scale
+    whole = tf.cast(tf.io.decode_jpeg(encoded, channels=3), tf.float32)[None]
+    float_path = IMAGENET_64.resize(whole)[0].numpy()
+    assert np.abs(got - float_path).mean() < 3.5, np.abs(got - float_path).mean()
+
+
 # ------------------------------------------------------------------------ every documented format
 TOLERANCE = {"jpeg_gray": (16, 4), "jpeg_rgb": (16, 4), "jpeg_cmyk": (16, 4)}
 @pytest.mark.parametrize("channels", [1, 3])

@@ -107,7 +107,21 @@ def test_slim_train_reference_draws_every_resize_and_colour_ordering(benchmark_i
 def test_json_output_has_every_rate(tmp_path):
     result = run_python(["tools/benchmark_input.py", "--images=16", "--resolution=32",
                          "--batch=8", "--repeats=1", "--json"])
-    rates = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(rates) == {"decode_only", "train", "eval", "slim_reference",
-                          "slim_eval_reference"}
-    assert all(rate > 0 for rate in rates.values())
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    pipelines = {"decode_only", "train", "eval", "slim_reference", "slim_eval_reference"}
+    assert set(output) == pipelines | {"cpu_ms", "full_rate", "startup_ms"}
+    assert all(output[name] > 0 for name in pipelines)  # steady-state images/s
+    for measure in ("cpu_ms", "full_rate", "startup_ms"):
+        assert set(output[measure]) == pipelines
+        assert all(value > 0 for value in output[measure].values())
+
+
+def test_a_pass_is_split_into_startup_and_steady_state(benchmark_input):
+    """4 batches of 8: the first is startup, the other 24 images the steady state."""
+    dataset = tf.data.Dataset.range(32).map(lambda i: tf.cast(i, tf.float32)).batch(8)
+    measured = benchmark_input.measure_pass(dataset)
+    assert set(measured) == {"startup_ms", "startup_cpu_ms", "rate", "cpu_ms", "full_rate"}
+    assert measured["rate"] > 0 and measured["full_rate"] > 0 and measured["startup_ms"] > 0
+    seconds_steady = 24 / measured["rate"]
+    assert 32 / measured["full_rate"] == pytest.approx(
+        seconds_steady + measured["startup_ms"] / 1000, rel=1e-6)

@@ -6,7 +6,7 @@ ops are stateless: `seed` is an int32/int64 pair, so one seed gives one result, 
 `to_float`; `value_range` maps [0, 1] to [-1, 1] as the last step.
 
 Training: decode -> inception_crop -> random_resize -> random_flip -> distort_color ->
-value_range. Evaluation: decode -> resize_antialiased -> value_range.
+value_range. Evaluation: decode_for_size -> resize_antialiased -> value_range.
 """
 import tensorflow as tf
 
@@ -56,6 +56,38 @@ def decode_image(encoded, *, seed=None):
     """JPEG/PNG/GIF/BMP bytes -> uint8 RGB [H, W, 3]; grayscale, CMYK and RGBA become RGB."""
     del seed
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+# libjpeg's DCT-domain downscaling factors (`decode_jpeg(ratio=...)`).
+JPEG_SCALES = (1, 2, 4, 8)
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
+
+
+@register_op("decode_for_size")
+def decode_for_size(encoded, *, seed=None, size):
+    """Encoded bytes -> uint8 RGB [H', W', 3] for an evaluation resize to `size` x `size`.
+
+    A JPEG is decoded at the smallest of its DCT-domain scales 1, 1/2, 1/4, 1/8 that keeps both
+    sides at least `size` (libjpeg's scaled inverse DCT: the decoder skips the detail the
+    antialiased resize would average away, and is itself a low-pass filter); other formats, and
+    JPEGs less than twice `size` on their short side, are decoded whole, as `decode_image`.
+    """
+    del seed
+    encoded = tf.convert_to_tensor(encoded)
+
+    def jpeg():
+        shape = tf.io.extract_jpeg_shape(encoded)
+        short_side = tf.minimum(shape[0], shape[1])
+        index = tf.reduce_sum(tf.cast(
+            short_side >= tf.constant(JPEG_SCALES[1:], tf.int32) * size, tf.int32))
+        return tf.switch_case(index, [
+            lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r) for r in JPEG_SCALES])
+
+    image = tf.cond(tf.equal(tf.strings.substr(encoded, 0, len(_JPEG_SIGNATURE)),
+                             _JPEG_SIGNATURE),
+                    jpeg, lambda: decode_image(encoded))
     image.set_shape([None, None, 3])
     return image
 

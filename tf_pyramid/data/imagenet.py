@@ -150,15 +150,16 @@ def tfrecord_files(split, data_dir):
     return files
 
 
-def _parse_tfrecord(raw, num_classes):
-    """{"serialized", "shard"} -> record dict; checks the 1-based label."""
+def _parse_tfrecord(raw, num_classes, with_boxes):
+    """{"serialized", "shard"} -> record dict; checks the 1-based label. Boxes are parsed only
+    for training (the crop is their only reader); otherwise [0, 4]."""
     shard = raw["shard"]
+    box_keys = ("ymin", "xmin", "ymax", "xmax") if with_boxes else ()
     features = tf.io.parse_single_example(raw["serialized"], {
         "image/encoded": tf.io.FixedLenFeature([], tf.string),
         "image/class/label": tf.io.FixedLenFeature([], tf.int64),
         "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        **{f"image/object/bbox/{k}": tf.io.VarLenFeature(tf.float32)
-           for k in ("ymin", "xmin", "ymax", "xmax")},
+        **{f"image/object/bbox/{k}": tf.io.RaggedFeature(tf.float32) for k in box_keys},
     })
     name = tf.strings.join([shard, features["image/filename"]], separator=":")
     label = tf.cast(features["image/class/label"], tf.int32) - 1  # stored 1-based (slim)
@@ -168,8 +169,8 @@ def _parse_tfrecord(raw, num_classes):
          "with num_classes", num_classes, "in", name])
     with tf.control_dependencies([check]):
         label = tf.identity(label)
-    bboxes = tf.stack([tf.sparse.to_dense(features[f"image/object/bbox/{k}"])
-                       for k in ("ymin", "xmin", "ymax", "xmax")], axis=1)
+    bboxes = (tf.stack([features[f"image/object/bbox/{k}"] for k in box_keys], axis=1)
+              if with_boxes else tf.zeros([0, 4], tf.float32))
     return {"encoded": features["image/encoded"], "label": label, "bboxes": bboxes, "name": name}
 
 
@@ -200,7 +201,7 @@ def tfrecord_records(split, data_dir, *, training, seed, input_context, class_na
         num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
-    parse = functools.partial(_parse_tfrecord, num_classes=num_classes)
+    parse = functools.partial(_parse_tfrecord, num_classes=num_classes, with_boxes=training)
     return ImageRecords(dataset, parse, None, num_classes, class_names, sharded)
 
 

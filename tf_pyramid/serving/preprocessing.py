@@ -12,6 +12,8 @@ channels, empty batch, NaN/Inf, undecodable bytes), raised before any model op r
 """
 import tensorflow as tf
 
+from tf_pyramid.data import image_ops
+
 
 def check_images(images, channels, name="images"):
     """Asserts a non-empty, finite float batch [N, H, W, channels]; returns it with static rank 4.
@@ -85,14 +87,20 @@ def _image_formats(image_bytes):
                     tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32), -1)
 
 
-def _decode_pixels(data, image_format, channels):
+def _decode_pixels(data, image_format, convention):
     """One encoded image -> uint8-valued float32 [H, W, channels].
 
     Every format decodes to RGB (grayscale, palette, CMYK and alpha converted or dropped by the
     decoders). A 1-channel model gets the decoder's own grayscale output where it has one (PNG,
     JPEG other than CMYK), else the rounded BT.601 luma of the RGB image: TF's GIF, BMP and WebP
-    decoders and its CMYK JPEG path cannot return one channel.
+    decoders and its CMYK JPEG path cannot return one channel. RGB models with the bilinear
+    (ImageNet-style) resize decode as the evaluation pipeline does, `image_ops.decode_for_size`
+    (large JPEGs at a reduced DCT scale), so that served and evaluated images are the same.
     """
+    channels = convention.channels
+    if channels == 3 and convention.resize_method == "bilinear":
+        return tf.cast(image_ops.decode_for_size(data, size=convention.input_size), tf.float32)
+
     def decode(decode_channels):
         image = tf.io.decode_image(data, channels=decode_channels, dtype=tf.uint8,
                                    expand_animations=False)
@@ -157,7 +165,7 @@ def decode_images(image_bytes, convention, name="image_bytes"):
         image_bytes, formats = tf.identity(image_bytes), tf.identity(formats)
 
     def decode_one(index, data, image_format):
-        image = _decode_pixels(data, image_format, channels)
+        image = _decode_pixels(data, image_format, convention)
         return index, convention.resize(image)
 
     # Sequential: a parallel map costs more per request (its thread pool) than it saves on the
