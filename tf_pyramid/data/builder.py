@@ -158,11 +158,11 @@ def make_image_example_fn(training, resolution, strict, counter, parse):
 
     `parse` (the source's `ImageRecords.parse`) turns the raw element into the record dict; it
     runs here, in the same map as the decode.
-    Bytes that fail `decoding.looks_decodable` are never decoded: the map raises an error naming
-    the file instead, which `strict` lets through and otherwise `Dataset.ignore_errors` drops (the
-    safety net the decoder's own errors need anyway: no filter stage, no branch around the
-    decode). `counter` (a `SkippedImageCounter`) counts every record read and every image
-    decoded, and keeps the first failing names. Training: `decode_image`, `inception_crop`, then
+    The label is -1 for bytes that fail `decoding.looks_decodable` (then the image is zeros,
+    nothing was decoded and the counter keeps the file's name; a filter drops them, with no
+    extra map to strip a flag, and without a log line per file); `strict` turns that into an
+    error naming the file. `counter` (a `SkippedImageCounter`) counts every record read and
+    every image decoded. Training: `decode_image`, `inception_crop`, then
     `image_ops_after_decode`; evaluation: `decode_for_size` (JPEGs at a reduced DCT scale where
     the target is at most half their short side), then `image_ops_after_decode`.
     """
@@ -173,16 +173,27 @@ def make_image_example_fn(training, resolution, strict, counter, parse):
     def example(raw, seed):
         record = parse(raw)
         encoded = counter.count_read(record["encoded"])
-        valid = counter.note_failed_check(decoding.looks_decodable(encoded), record["name"])
-        with tf.control_dependencies([decoding.assert_decodable(valid, record["name"], strict)]):
-            encoded = tf.identity(encoded)
+        valid = decoding.looks_decodable(encoded)
+        if strict:
+            with tf.control_dependencies([decoding.assert_decodable(valid, record["name"])]):
+                valid = tf.identity(valid)
         seeds = image_ops.split_seed(seed, len(ops) + 1)
-        image = counter.count_decoded(decode(encoded))
-        if training:
-            image = image_ops.inception_crop(image, seed=seeds[0], bboxes=record["bboxes"])
-        for i, (op, params) in enumerate(ops):
-            image = op(image, seed=seeds[i + 1], **params)
-        return tf.ensure_shape(image, [resolution, resolution, 3]), record["label"]
+
+        def decode_and_augment():
+            image = counter.count_decoded(decode(encoded))
+            if training:
+                image = image_ops.inception_crop(image, seed=seeds[0], bboxes=record["bboxes"])
+            for i, (op, params) in enumerate(ops):
+                image = op(image, seed=seeds[i + 1], **params)
+            return image
+
+        def skip():
+            with tf.control_dependencies([counter.count_failed_check(record["name"])]):
+                return tf.zeros([resolution, resolution, 3], tf.float32)
+
+        image = tf.cond(valid, decode_and_augment, skip)
+        image.set_shape([resolution, resolution, 3])
+        return image, tf.where(valid, record["label"], -1)
 
     return example
 
@@ -204,10 +215,10 @@ def _image_examples(dataset, split, resolution, training, data_dir, seed, strict
         examples = stream.map(lambda raw: example(raw, unused_seed),
                               num_parallel_calls=tf.data.AUTOTUNE)
     if not strict:
-        # Drops the records that failed the structural check (the map raised for them) and the
-        # rare ones that pass it yet fail in the decoder; both show in the counter (read, never
-        # decoded). Under strict both errors propagate.
+        # Safety net for files that pass the structural check yet fail to decode; they show in
+        # the counter (read, never decoded). Under strict such errors propagate.
         examples = examples.ignore_errors(log_warning=True)
+    examples = examples.filter(lambda image, label: label >= 0)
     examples = counter.log_after_each_pass(examples)
     info = DatasetInfo(num_classes=records.num_classes,
                        num_examples=records.num_examples, class_names=records.class_names,

@@ -42,9 +42,7 @@ def looks_decodable(encoded):
     return (length > 16) & (jpeg | png | starts[2] | starts[3] | bmp)
 
 
-def assert_decodable(valid, name, strict):
-    """Raises InvalidArgumentError naming the file when `valid` is False: the error `strict`
-    mode stops on, and otherwise the one `Dataset.ignore_errors` drops the record for."""
-    message = ("Undecodable image file (strict=True):" if strict else
-               "Skipping undecodable image file (counted; strict=True stops here instead):")
-    return tf.debugging.Assert(valid, [message, name], summarize=1)
+def assert_decodable(valid, name):
+    """Raises InvalidArgumentError naming the file when `valid` is False (strict mode)."""
+    return tf.debugging.Assert(valid, ["Undecodable image file (strict=True):", name],
+                               summarize=1)

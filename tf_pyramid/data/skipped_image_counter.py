@@ -13,7 +13,7 @@ class SkippedImageCounter:
     difference. The difference is exact once a pass has finished (during a pass, images still in
     flight in the parallel map count as read). `log_after_each_pass` appends an empty tail to the
     dataset that logs the count (absl) when a pass ends, with the names of the pass's first
-    NAMES_LOGGED files that failed the structural check (`note_failed_check`; files that pass
+    NAMES_LOGGED files that failed the structural check (`count_failed_check`; files that pass
     it and still fail in the decoder are counted, not named: no name reaches the error handler).
     Create it outside `strategy.scope()` (the usual place for input pipelines): tf.data can only
     use CPU resources.
@@ -45,18 +45,15 @@ class SkippedImageCounter:
         with tf.control_dependencies([bump]):
             return tf.identity(tensor)
 
-    def note_failed_check(self, valid, name):
-        """`valid` (a bool scalar from the structural check), after keeping `name` when it is
-        False and among the pass's first NAMES_LOGGED failing files."""
+    def count_failed_check(self, name):
+        """An op that keeps `name` if it is among the pass's first NAMES_LOGGED failing files
+        (call only for a record that failed the check, e.g. in the skip branch)."""
         def take_slot():
             slot = tf.minimum(self.failed_this_pass.assign_add(1) - 1, NAMES_LOGGED)
-            update = self.names.scatter_update(tf.IndexedSlices(tf.reshape(name, [1]),
-                                                                tf.reshape(slot, [1])))
-            with tf.control_dependencies([update]):
-                return tf.constant(False)
+            return self.names.scatter_update(tf.IndexedSlices(tf.reshape(name, [1]),
+                                                              tf.reshape(slot, [1])))
 
-        return tf.cond(valid, lambda: tf.constant(True),
-                       lambda: self._names_lock.execute(take_slot))
+        return self._names_lock.execute(take_slot)
 
     @property
     def first_skipped_names(self):
