@@ -221,7 +221,8 @@ def measure_pass(dataset):
         count += int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
     end, cpu_end = time.perf_counter(), time.process_time()
     rest = max(count - first_count, 1)
-    return {"startup_ms": 1000 * (steady - start), "startup_cpu_ms": 1000 * (cpu_steady - cpu_start),
+    return {"startup_ms": 1000 * (steady - start),
+            "startup_cpu_ms": 1000 * (cpu_steady - cpu_start),
             "rate": rest / (end - steady), "cpu_ms": 1000 * (cpu_end - cpu_steady) / rest,
             "full_rate": count / (end - start)}
 

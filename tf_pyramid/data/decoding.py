@@ -10,10 +10,11 @@ import tensorflow as tf
 
 _TAIL_BYTES = 64  # end markers are looked for in this many final bytes (trailing junk is common)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"  # SOI marker + the first byte of the next marker
 
 
 # Format signatures, in the order looks_decodable reads its matches.
-_SIGNATURES = (b"\xff\xd8\xff", _PNG_SIGNATURE, b"GIF87a", b"GIF89a", b"BM")
+_SIGNATURES = (JPEG_SIGNATURE, _PNG_SIGNATURE, b"GIF87a", b"GIF89a", b"BM")
 
 
 def _tail_contains(tail, pattern):

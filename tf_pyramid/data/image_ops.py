@@ -10,6 +10,7 @@ value_range. Evaluation: decode_for_size -> resize_antialiased -> value_range.
 """
 import tensorflow as tf
 
+from tf_pyramid.data import decoding
 from tf_pyramid.data.registry import register_op
 
 # Paper A.6.2: a crop covering 85-100% of the image, aspect ratio (width / height) 0.5-2.
@@ -62,7 +63,6 @@ def decode_image(encoded, *, seed=None):
 
 # libjpeg's DCT-domain downscaling factors (`decode_jpeg(ratio=...)`).
 JPEG_SCALES = (1, 2, 4, 8)
-_JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
 @register_op("decode_for_size")
@@ -85,9 +85,9 @@ def decode_for_size(encoded, *, seed=None, size):
         return tf.switch_case(index, [
             lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r) for r in JPEG_SCALES])
 
-    image = tf.cond(tf.equal(tf.strings.substr(encoded, 0, len(_JPEG_SIGNATURE)),
-                             _JPEG_SIGNATURE),
-                    jpeg, lambda: decode_image(encoded))
+    is_jpeg = tf.equal(tf.strings.substr(encoded, 0, len(decoding.JPEG_SIGNATURE)),
+                       decoding.JPEG_SIGNATURE)
+    image = tf.cond(is_jpeg, jpeg, lambda: decode_image(encoded))
     image.set_shape([None, None, 3])
     return image
 
