@@ -1,7 +1,7 @@
 """Input pipeline speed: decode only, TF-slim's Inception preprocessing, ours, side by side.
 
     python tools/benchmark_input.py [--images 1024] [--resolution 256] [--batch 64]
-                                    [--repeats 5] [--json] [--stages]
+                                    [--repeats 9] [--json] [--stages]
 
 Writes real photographs (the colour images in `skimage.data`, re-encoded as JPEG at ImageNet-like
 sizes, about 500 x 375) into temporary TFRecords in the Inception/slim layout, then runs, in one
@@ -24,8 +24,11 @@ Each pass is split where a training epoch's cost splits (`measure_pass`): the st
 the first batch (images/s, and process CPU ms per image: steadier on a shared machine), which is
 what an epoch of thousands of batches runs at, and the startup (making the iterator: tf.data's
 graph rewrites and function instantiation, plus the first batch), paid once per epoch; the
-whole-pass rate is printed too. `--json` prints {pipeline: steady images/s, ..., "cpu_ms":
-{pipeline: ...}, "full_rate": {...}, "startup_ms": {...}}.
+whole-pass rate is printed too. Each ratio ours / reference is given twice: as the ratio of the
+two bests, and as the median over the interleaved rounds of the per-round ratio (`paired_ratios`),
+the steadier of the two on a shared machine, whose speed drifts during a run. `--json` prints
+{pipeline: steady images/s, ..., "cpu_ms": {pipeline: ...}, "full_rate": {...}, "startup_ms":
+{...}, "median_ratios": {"train/slim_reference": {"rate", "cpu", "full_rate"}, "eval/...": ...}}.
 
 `--stages` times, in the same interleaved way, where the training pipeline's time goes:
   crop_bilinear  the floor of any training pipeline to `--resolution` px float: read + parse +
@@ -227,10 +230,29 @@ def measure_pass(dataset):
             "full_rate": count / (end - start)}
 
 
-def benchmark(num_images=1024, resolution=256, batch=64, repeats=5, stages=False):
-    """{pipeline: {measure: value}}: best `rate` and `full_rate`, least `cpu_ms` and `startup_ms`
-    (median of `startup_cpu_ms`) over `repeats` interleaved passes after a warm-up pass.
-    `stages`: the stage breakdown instead of train and eval."""
+# (ours, reference) pairs the tool compares; the targets are ratios >= 1.
+COMPARISONS = (("train", "slim_reference"), ("eval", "slim_eval_reference"))
+
+
+def paired_ratios(ours, reference):
+    """Medians over interleaved rounds of ours / reference, from two equally long lists of
+    `measure_pass` results (round i of each ran back to back): "rate" and "full_rate" as
+    images/s ratios, "cpu" as reference CPU ms / ours (> 1: ours is faster in both). Noise that
+    drifts over a run (another process, CPU frequency) hits both passes of a round alike, so
+    these ratios are steadier than a ratio of two bests."""
+    import statistics
+
+    rounds = list(zip(ours, reference))
+    return {"rate": statistics.median(a["rate"] / b["rate"] for a, b in rounds),
+            "cpu": statistics.median(b["cpu_ms"] / a["cpu_ms"] for a, b in rounds),
+            "full_rate": statistics.median(a["full_rate"] / b["full_rate"] for a, b in rounds)}
+
+
+def benchmark(num_images=1024, resolution=256, batch=64, repeats=9, stages=False):
+    """({pipeline: {measure: value}}, {"ours/reference": paired ratios}): best `rate` and
+    `full_rate`, least `cpu_ms` and `startup_ms` (median of `startup_cpu_ms`) over `repeats`
+    interleaved passes after a warm-up pass, and `paired_ratios` of COMPARISONS.
+    `stages`: the stage breakdown instead of train and eval (no ratios)."""
     import statistics
 
     from tf_pyramid.data import build_dataset
@@ -255,8 +277,12 @@ def benchmark(num_images=1024, resolution=256, batch=64, repeats=5, stages=False
                 passes[name].append(measure_pass(dataset))
     pick = {"rate": max, "full_rate": max, "cpu_ms": min, "startup_ms": min,
             "startup_cpu_ms": statistics.median}
-    return {name: {key: round(choose(p[key] for p in results), 3) for key, choose in pick.items()}
-            for name, results in passes.items()}
+    results = {name: {key: round(choose(p[key] for p in runs), 3) for key, choose in pick.items()}
+               for name, runs in passes.items()}
+    ratios = {f"{ours}/{reference}": {key: round(value, 3) for key, value in
+                                      paired_ratios(passes[ours], passes[reference]).items()}
+              for ours, reference in COMPARISONS if ours in passes}
+    return results, ratios
 
 
 def main(argv=None):
@@ -264,17 +290,18 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--stages", action="store_true",
                         help="break the training pipeline's time down by stage")
     args = parser.parse_args(argv)
-    results = benchmark(args.images, args.resolution, args.batch, args.repeats,
+    results, ratios = benchmark(args.images, args.resolution, args.batch, args.repeats,
                         stages=args.stages)
     if args.json:  # steady-state images/s per pipeline, plus the other measures by name
         output = {name: measures["rate"] for name, measures in results.items()}
         for key in ("cpu_ms", "full_rate", "startup_ms"):
             output[key] = {name: measures[key] for name, measures in results.items()}
+        output["median_ratios"] = ratios
         print(json.dumps(output))
         return
     print(f"{args.images} JPEGs ~500x375 -> {args.resolution} px, batch {args.batch}, "
@@ -286,12 +313,15 @@ def main(argv=None):
     for name, m in results.items():
         print(f"  {name:20s} {m['rate']:8.1f} {m['cpu_ms']:11.2f} {m['startup_ms']:11.0f} "
               f"{m['startup_cpu_ms']:9.0f} {m['full_rate']:11.1f}")
-    for ours, reference in (("train", "slim_reference"), ("eval", "slim_eval_reference")):
+    for ours, reference in COMPARISONS:
         if ours in results:
             a, b = results[ours], results[reference]
+            paired = ratios[f"{ours}/{reference}"]
             print(f"  {ours}/{reference}: steady {a['rate'] / b['rate']:.2f} (images/s), "
                   f"{b['cpu_ms'] / a['cpu_ms']:.2f} (CPU); full pass "
-                  f"{a['full_rate'] / b['full_rate']:.2f} (images/s)")
+                  f"{a['full_rate'] / b['full_rate']:.2f} (images/s) [bests]; median of the "
+                  f"{args.repeats} rounds: steady {paired['rate']:.2f}, CPU {paired['cpu']:.2f}, "
+                  f"full pass {paired['full_rate']:.2f}")
 
 
 if __name__ == "__main__":
