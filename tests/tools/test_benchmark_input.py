@@ -133,3 +133,14 @@ def test_paired_ratios_are_medians_of_per_round_ratios(benchmark_input):
     assert benchmark_input.paired_ratios(ours, reference) == {
         "rate": 2.0, "full_rate": 2.0, "cpu": 2.0}
     assert max(p["rate"] for p in ours) / max(p["rate"] for p in reference) == 4.0
+
+
+def test_a_pass_is_split_into_startup_and_steady_state(benchmark_input):
+    """4 batches of 8: the first is startup, the other 24 images the steady state."""
+    dataset = tf.data.Dataset.range(32).map(lambda i: tf.cast(i, tf.float32)).batch(8)
+    measured = benchmark_input.measure_pass(dataset)
+    assert set(measured) == {"startup_ms", "startup_cpu_ms", "rate", "cpu_ms", "full_rate"}
+    assert measured["rate"] > 0 and measured["full_rate"] > 0 and measured["startup_ms"] > 0
+    seconds_steady = 24 / measured["rate"]
+    assert 32 / measured["full_rate"] == pytest.approx(
+        seconds_steady + measured["startup_ms"] / 1000, rel=1e-6)
