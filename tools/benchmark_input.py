@@ -296,7 +296,7 @@ def main(argv=None):
                         help="break the training pipeline's time down by stage")
     args = parser.parse_args(argv)
     results, ratios = benchmark(args.images, args.resolution, args.batch, args.repeats,
-                        stages=args.stages)
+                                stages=args.stages)
     if args.json:  # steady-state images/s per pipeline, plus the other measures by name
         output = {name: measures["rate"] for name, measures in results.items()}
         for key in ("cpu_ms", "full_rate", "startup_ms"):
