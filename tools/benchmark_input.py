@@ -39,6 +39,7 @@ the steadier of the two on a shared machine, whose speed drifts during a run. `-
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -240,8 +241,6 @@ def paired_ratios(ours, reference):
     images/s ratios, "cpu" as reference CPU ms / ours (> 1: ours is faster in both). Noise that
     drifts over a run (another process, CPU frequency) hits both passes of a round alike, so
     these ratios are steadier than a ratio of two bests."""
-    import statistics
-
     rounds = list(zip(ours, reference))
     return {"rate": statistics.median(a["rate"] / b["rate"] for a, b in rounds),
             "cpu": statistics.median(b["cpu_ms"] / a["cpu_ms"] for a, b in rounds),
@@ -253,8 +252,6 @@ def benchmark(num_images=1024, resolution=256, batch=64, repeats=9, stages=False
     `full_rate`, least `cpu_ms` and `startup_ms` (median of `startup_cpu_ms`) over `repeats`
     interleaved passes after a warm-up pass, and `paired_ratios` of COMPARISONS.
     `stages`: the stage breakdown instead of train and eval (no ratios)."""
-    import statistics
-
     from tf_pyramid.data import build_dataset
 
     with tempfile.TemporaryDirectory() as directory:
