@@ -3,6 +3,7 @@ import glob
 import importlib.util
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -108,14 +109,21 @@ def test_json_output_has_every_rate(tmp_path):
     result = run_python(["tools/benchmark_input.py", "--images=16", "--resolution=32",
                          "--batch=8", "--repeats=1", "--json"])
     output = json.loads(result.stdout.strip().splitlines()[-1])
-    pipelines = {"decode_only", "train", "eval", "slim_reference", "slim_eval_reference"}
-    assert set(output) == pipelines | {"cpu_ms", "full_rate", "startup_ms", "median_ratios"}
+    pipelines = {"decode_only", "train", "train_tf_colour", "eval", "slim_reference",
+                 "slim_eval_reference"}
+    assert set(output) == pipelines | {"cpu_ms", "full_rate", "startup_ms", "median_ratios",
+                                       "color_kernel"}
+    if shutil.which("c++") or shutil.which("g++"):
+        assert output["color_kernel"] is None  # the kernel is built and used here
+    else:
+        assert "compiler" in output["color_kernel"] or "could not run" in output["color_kernel"]
     assert all(output[name] > 0 for name in pipelines)  # steady-state images/s
     for measure in ("cpu_ms", "full_rate", "startup_ms"):
         assert set(output[measure]) == pipelines
         assert all(value > 0 for value in output[measure].values())
     ratios = output["median_ratios"]
-    assert set(ratios) == {"train/slim_reference", "eval/slim_eval_reference"}
+    assert set(ratios) == {"train/slim_reference", "eval/slim_eval_reference",
+                           "train/train_tf_colour"}
     for paired in ratios.values():
         assert set(paired) == {"rate", "cpu", "full_rate"} and all(v > 0 for v in paired.values())
     # One round: the median is that round's ratio, the ratio of the only (hence best) passes.

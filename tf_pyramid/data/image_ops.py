@@ -10,6 +10,7 @@ value_range. Evaluation: decode_for_size -> resize_antialiased -> value_range.
 """
 import tensorflow as tf
 
+from tf_pyramid.data import color_kernel
 from tf_pyramid.data import decoding
 from tf_pyramid.data.registry import register_op
 
@@ -34,11 +35,12 @@ SATURATION_RANGE = (0.5, 1.5)
 HUE_MAX_DELTA = 0.2
 CONTRAST_RANGE = (0.5, 1.5)
 
-_COLOR_OPS = {
-    "brightness": lambda x, s: tf.image.stateless_random_brightness(x, BRIGHTNESS_MAX_DELTA, s),
-    "saturation": lambda x, s: tf.image.stateless_random_saturation(x, *SATURATION_RANGE, s),
-    "hue": lambda x, s: tf.image.stateless_random_hue(x, HUE_MAX_DELTA, s),
-    "contrast": lambda x, s: tf.image.stateless_random_contrast(x, *CONTRAST_RANGE, s),
+# The draw of each colour op's factor from its seed, as tf.image.stateless_random_<op> draws it.
+_COLOR_FACTOR_RANGES = {
+    "brightness": (-BRIGHTNESS_MAX_DELTA, BRIGHTNESS_MAX_DELTA),
+    "saturation": SATURATION_RANGE,
+    "hue": (-HUE_MAX_DELTA, HUE_MAX_DELTA),
+    "contrast": CONTRAST_RANGE,
 }
 
 
@@ -241,15 +243,33 @@ def random_flip(image, *, seed):
 
 
 def apply_color_ordering(image, ordering, seeds, clip=True):
-    """The ops of COLOR_ORDERINGS[ordering] in that order; op k uses `seeds[k]` (fixed per op)."""
-    for name in COLOR_ORDERINGS[ordering]:
-        image = _COLOR_OPS[name](image, seeds[list(_COLOR_OPS).index(name)])
+    """The ops of COLOR_ORDERINGS[ordering] in that order; op k uses `seeds[k]` (fixed per op).
+
+    Equal to tf.image.stateless_random_brightness / _saturation / _hue / _contrast in that order,
+    value for value: the same factor draws, and each run of brightness / saturation / hue between
+    the contrast steps in one `color_kernel.adjust_color` pass (TensorFlow's ops without it).
+    """
+    factors = {name: tf.random.stateless_uniform(
+        [], seed=seeds[i], minval=low, maxval=high)
+        for i, (name, (low, high)) in enumerate(_COLOR_FACTOR_RANGES.items())}
+    run = []
+    for name in COLOR_ORDERINGS[ordering] + (None,):
+        if name in color_kernel.STEPS:
+            run.append(name)
+            continue
+        if run:
+            image = color_kernel.adjust_color(
+                image, run, brightness_delta=factors["brightness"],
+                saturation_factor=factors["saturation"], hue_delta=factors["hue"])
+            run = []
+        if name == "contrast":
+            image = tf.image.adjust_contrast(image, factors["contrast"])
     return tf.clip_by_value(image, 0.0, 1.0) if clip else image
 
 
 def distort_color_with_choice(image, *, seed, clip=True):
     """`distort_color` that also returns the drawn ordering index (for tests)."""
-    seeds = split_seed(seed, 1 + len(_COLOR_OPS))
+    seeds = split_seed(seed, 1 + len(_COLOR_FACTOR_RANGES))
     ordering = _uniform_index(seeds[0], len(COLOR_ORDERINGS))
     branches = [lambda k=k: apply_color_ordering(image, k, seeds[1:], clip)
                 for k in range(len(COLOR_ORDERINGS))]
