@@ -193,3 +193,23 @@ def test_first_use_builds_once_for_concurrent_processes_and_without_a_compiler_t
     kernel_images = np.load(tmp_path / "k0.npy")
     np.testing.assert_array_equal(kernel_images, np.load(tmp_path / "k1.npy"))
     np.testing.assert_array_equal(kernel_images, np.load(tmp_path / "fallback.npy"))
+
+
+def test_tensorflow_ops_only_builds_without_the_kernel_and_gives_the_same_images(kernel):
+    """The benchmark's train_tf_colour row: traced inside the context, no kernel op."""
+    image = tf.constant(color_kernel.check_images(size=16)[0])
+
+    def op_types(fn):
+        graph = tf.function(fn, autograph=False).get_concrete_function().graph.as_graph_def()
+        return {node.op for node in graph.node} | {
+            node.op for function in graph.library.function for node in function.node_def}
+
+    def distorted():
+        return image_ops.distort_color(image, seed=SEED)
+
+    assert "TfPyramidAdjustColor" in op_types(distorted)
+    with color_kernel.tensorflow_ops_only():
+        assert "TfPyramidAdjustColor" not in op_types(distorted)
+        without = distorted().numpy()
+    assert "TfPyramidAdjustColor" in op_types(distorted)  # the context is undone
+    np.testing.assert_array_equal(without, distorted().numpy())
