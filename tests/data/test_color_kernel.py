@@ -135,6 +135,15 @@ def test_the_check_refuses_a_kernel_that_differs_by_one_rounding():
     assert reason is not None and "differs from TensorFlow's ops" in reason
 
 
+def test_a_kernel_that_raises_in_its_check_is_refused_not_fatal(monkeypatch, kernel):
+    def raising(module):
+        raise tf.errors.InvalidArgumentError(None, None, "broken build")
+
+    monkeypatch.setattr(color_kernel, "_self_check", raising)
+    module, reason = color_kernel._load()
+    assert module is None and "InvalidArgumentError: broken build" in reason
+
+
 def test_turned_off_by_the_environment_variable(monkeypatch):
     monkeypatch.setenv(color_kernel.ENABLE_VARIABLE, "0")
     assert color_kernel._load() == (None, f"{color_kernel.ENABLE_VARIABLE}=0")

@@ -167,12 +167,16 @@ def _load():
                              time.monotonic() - start)
     except OSError as error:
         return None, f"its cache {os.path.dirname(path)!r} is not usable: {error}"
+    # Any failure from here on means "use TensorFlow's ops", never a failed pipeline.
     try:
         module = tf.load_op_library(path)
-    except (tf.errors.NotFoundError, tf.errors.OpError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 (NotFoundError, OSError, ... : all mean "not usable")
         return None, f"{path} does not load: {error}"
-    with tf.init_scope():  # eager, also when first called while a tf.data function is traced
-        reason = _self_check(module)
+    try:
+        with tf.init_scope():  # eager, also when first called while a tf.data function is traced
+            reason = _self_check(module)
+    except Exception as error:  # noqa: BLE001
+        reason = f"its check raised {type(error).__name__}: {error}"
     return (None, reason) if reason else (module, None)
 
 
