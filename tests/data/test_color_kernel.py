@@ -5,7 +5,6 @@ cannot be used."""
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import tensorflow as tf
 from tests.helpers import REPO, SEED, map_over_seeds, python_env
 from tf_pyramid.data import color_kernel, image_ops
 
-HAS_COMPILER = bool(os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++"))
+HAS_COMPILER = color_kernel.find_compiler() is not None
 # Every non-empty ordered choice of distinct steps: 3 + 6 + 6 = 15 orders.
 ALL_ORDERS = [order for n in (1, 2, 3) for order in itertools.permutations(color_kernel.STEPS, n)]
 # (brightness delta, saturation factor, hue delta): the ranges' ends, identity, inner values.
@@ -172,10 +171,14 @@ print(json.dumps({"used": color_kernel.kernel() is not None, "why_not": color_ke
 """
 
 
+def _child_command(output):
+    """A fresh process that distorts 8 images into `output` (.npy) and prints the kernel's use."""
+    return [sys.executable, "-c", _CHILD, str(output)]
+
+
 def _child(tmp_path, name, **env):
-    result = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / f"{name}.npy")],
-                            cwd=REPO, env=python_env(**env), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(_child_command(tmp_path / f"{name}.npy"), cwd=REPO,
+                            env=python_env(**env), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -185,7 +188,7 @@ def test_first_use_builds_once_for_concurrent_processes_and_without_a_compiler_t
     """A fresh cache: two processes start at once, one builds and both use the kernel; a process
     that cannot build (no compiler) warns why and uses TensorFlow's ops: same images."""
     cache = tmp_path / "cache"
-    children = [subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path / f"k{i}.npy")],
+    children = [subprocess.Popen(_child_command(tmp_path / f"k{i}.npy"),
                                  cwd=REPO, env=python_env(TF_PYRAMID_CACHE_DIR=str(cache)),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for i in range(2)]

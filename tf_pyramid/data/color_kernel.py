@@ -50,8 +50,13 @@ def cache_dir():
     return os.path.join(base, "tf_pyramid")
 
 
+def find_compiler():
+    """The C++ compiler the build uses: `$CXX`, else `c++` or `g++` on the PATH; None if none."""
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
 def _compiler():
-    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or "c++"
+    return find_compiler() or "c++"  # a missing compiler then fails to run, with its name
 
 
 def _cpu_fingerprint():
