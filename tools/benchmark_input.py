@@ -9,10 +9,11 @@ process and interleaved so that machine noise hits all alike, passes over:
   decode_only  read + parse + `decode_jpeg`, the floor any pipeline pays;
   train        `build_dataset("tfrecord", ..., training=True)`: crop, random resize, flip,
                colour distortion to `--resolution` px;
-  train_tf_colour  `train` with its colour distortion on TensorFlow's ops instead of the compiled
-               kernel (`color_kernel.tensorflow_ops_only`): what the kernel buys, side by side;
+  train_tf_ops `train` on TensorFlow's ops instead of the compiled kernels
+               (`compiled_ops.tensorflow_ops_only`): what the kernels buy, side by side;
   eval         `build_dataset(..., training=False)`: whole image (JPEGs decoded at a reduced
                DCT scale when at least twice the target), antialiased resize;
+  eval_tf_ops  `eval` on TensorFlow's ops instead of the compiled kernels;
   slim_reference       TF-slim's `inception_preprocessing.preprocess_for_train(fast_mode=False)`
                        re-implemented here (`slim_train_preprocess`) with the paper's crop ranges:
                        whole-image decode, float, crop, one of 4 resizes, flip, one of 4 colour
@@ -31,9 +32,8 @@ two bests, and as the median over the interleaved rounds of the per-round ratio 
 the steadier of the two on a shared machine, whose speed drifts during a run. `--json` prints
 {pipeline: steady images/s, ..., "cpu_ms": {pipeline: ...}, "full_rate": {...}, "startup_ms":
 {...}, "median_ratios": {"train/slim_reference": {"rate", "cpu", "full_rate"}, "eval/...": ...},
-"color_kernel": null, or why the training pipeline ran its colour distortion on TensorFlow's ops
-instead of the compiled kernel (tf_pyramid/data/color_kernel.py; TF_PYRAMID_COLOR_KERNEL=0 turns it
-off, for a side-by-side)}.
+"compiled_ops": null, or why the pipelines ran on TensorFlow's ops instead of the compiled kernels
+(tf_pyramid/data/compiled_ops.py; TF_PYRAMID_COMPILED_OPS=0 turns them off)}.
 
 `--stages` times, in the same interleaved way, where the training pipeline's time goes:
   crop_bilinear  the floor of any training pipeline to `--resolution` px float: read + parse +
@@ -236,10 +236,10 @@ def measure_pass(dataset):
             "full_rate": count / (end - start)}
 
 
-# (ours, reference) pairs the tool compares. Targets: the first two >= 1; the third is what the
-# colour kernel buys.
+# (ours, reference) pairs the tool compares. Targets: the first two >= 1; the others are what
+# the compiled kernels buy.
 COMPARISONS = (("train", "slim_reference"), ("eval", "slim_eval_reference"),
-               ("train", "train_tf_colour"))
+               ("train", "train_tf_ops"), ("eval", "eval_tf_ops"))
 
 
 def paired_ratios(ours, reference):
@@ -260,7 +260,7 @@ def benchmark(num_images=1024, resolution=256, batch=64, repeats=9, stages=False
     interleaved passes after a warm-up pass, and `paired_ratios` of COMPARISONS.
     `stages`: the stage breakdown instead of train and eval (no ratios)."""
     from tf_pyramid.data import build_dataset
-    from tf_pyramid.data import color_kernel
+    from tf_pyramid.data import compiled_ops
 
     with tempfile.TemporaryDirectory() as directory:
         write_records(directory, num_images)
@@ -273,9 +273,11 @@ def benchmark(num_images=1024, resolution=256, batch=64, repeats=9, stages=False
                                      batch_size=batch, training=training, data_dir=directory)[0]
 
             pipelines["train"] = ours(True)
-            with color_kernel.tensorflow_ops_only():
-                pipelines["train_tf_colour"] = ours(True)
+            with compiled_ops.tensorflow_ops_only():
+                pipelines["train_tf_ops"] = ours(True)
             pipelines["eval"] = ours(False)
+            with compiled_ops.tensorflow_ops_only():
+                pipelines["eval_tf_ops"] = ours(False)
             pipelines["slim_reference"], pipelines["slim_eval_reference"] = (
                 slim_dataset(directory, resolution, batch, training) for training in (True, False))
         for dataset in pipelines.values():  # warm-up: tracing, autotuning, file cache
@@ -306,22 +308,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results, ratios = benchmark(args.images, args.resolution, args.batch, args.repeats,
                                 stages=args.stages)
-    from tf_pyramid.data import color_kernel
+    from tf_pyramid.data import compiled_ops
     if args.json:  # steady-state images/s per pipeline, plus the other measures by name
         output = {name: measures["rate"] for name, measures in results.items()}
         for key in ("cpu_ms", "full_rate", "startup_ms"):
             output[key] = {name: measures[key] for name, measures in results.items()}
         output["median_ratios"] = ratios
-        output["color_kernel"] = color_kernel.why_not()
+        output["compiled_ops"] = compiled_ops.why_not()
         print(json.dumps(output))
         return
     print(f"{args.images} JPEGs ~500x375 -> {args.resolution} px, batch {args.batch}, "
           f"{os.cpu_count()} CPUs, {args.repeats} interleaved passes each. Steady state = after "
           "the first batch of a pass (best images/s, least CPU ms per image); startup = iterator "
           "+ first batch (least wall ms, median CPU ms); full pass = images/s of the whole pass.")
-    print("  Training colour distortion: " + (
-        "compiled kernel" if color_kernel.why_not() is None else
-        f"TensorFlow's ops ({color_kernel.why_not()})"))
+    print("  Colour distortion and bilinear resize: " + (
+        "compiled kernels" if compiled_ops.why_not() is None else
+        f"TensorFlow's ops ({compiled_ops.why_not()})"))
     print(f"  {'pipeline':20s} {'img/s':>8s} {'CPU ms/img':>11s} {'startup ms':>11s} "
           f"{'(CPU ms)':>9s} {'full img/s':>11s}")
     for name, m in results.items():

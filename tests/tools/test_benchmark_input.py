@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tests.helpers import CHI2_999, REPO, chi_square_uniform, run_python
 from tf_pyramid.data import builder
-from tf_pyramid.data import color_kernel
+from tf_pyramid.data import compiled_ops
 
 
 @pytest.fixture(scope="module")
@@ -109,21 +109,21 @@ def test_json_output_has_every_rate(tmp_path):
     result = run_python(["tools/benchmark_input.py", "--images=16", "--resolution=32",
                          "--batch=8", "--repeats=1", "--json"])
     output = json.loads(result.stdout.strip().splitlines()[-1])
-    pipelines = {"decode_only", "train", "train_tf_colour", "eval", "slim_reference",
+    pipelines = {"decode_only", "train", "train_tf_ops", "eval", "eval_tf_ops", "slim_reference",
                  "slim_eval_reference"}
     assert set(output) == pipelines | {"cpu_ms", "full_rate", "startup_ms", "median_ratios",
-                                       "color_kernel"}
-    if color_kernel.find_compiler():
-        assert output["color_kernel"] is None  # the kernel is built and used here
+                                       "compiled_ops"}
+    if compiled_ops.find_compiler():
+        assert output["compiled_ops"] is None  # the kernels are built and used here
     else:
-        assert "compiler" in output["color_kernel"] or "could not run" in output["color_kernel"]
+        assert "compiler" in output["compiled_ops"] or "could not run" in output["compiled_ops"]
     assert all(output[name] > 0 for name in pipelines)  # steady-state images/s
     for measure in ("cpu_ms", "full_rate", "startup_ms"):
         assert set(output[measure]) == pipelines
         assert all(value > 0 for value in output[measure].values())
     ratios = output["median_ratios"]
     assert set(ratios) == {"train/slim_reference", "eval/slim_eval_reference",
-                           "train/train_tf_colour"}
+                           "train/train_tf_ops", "eval/eval_tf_ops"}
     for paired in ratios.values():
         assert set(paired) == {"rate", "cpu", "full_rate"} and all(v > 0 for v in paired.values())
     # One round: the median is that round's ratio, the ratio of the only (hence best) passes.

@@ -34,7 +34,7 @@ def image_ops_after_decode(training, resolution):
         # distort_color leaves its clip to value_range, which clips to [0, 1] first anyway.
         return (("random_resize", {"size": resolution}), ("random_flip", {}),
                 ("distort_color", {"clip": False}), ("value_range", {}))
-    return (("resize_antialiased", {"size": resolution}), ("value_range", {}))
+    return (("resize_antialiased", {"size": resolution, "value_range": IMAGE_VALUE_RANGE}),)
 
 
 def input_convention(dataset, resolution):

@@ -6,11 +6,11 @@ ops are stateless: `seed` is an int32/int64 pair, so one seed gives one result, 
 `to_float`; `value_range` maps [0, 1] to [-1, 1] as the last step.
 
 Training: decode -> inception_crop -> random_resize -> random_flip -> distort_color ->
-value_range. Evaluation: decode_for_size -> resize_antialiased -> value_range.
+value_range. Evaluation: decode_for_size -> resize_antialiased (mapping to [-1, 1] in the same op).
 """
 import tensorflow as tf
 
-from tf_pyramid.data import color_kernel
+from tf_pyramid.data import compiled_ops
 from tf_pyramid.data import decoding
 from tf_pyramid.data.registry import register_op
 
@@ -159,12 +159,15 @@ def _nearest(image, size):
 def _resize(image, size, method):
     """uint8 or float [H, W, C] -> float32 [size, size, C] in [0, 1] (the input dtype's scale).
 
-    uint8 input is cast to float32 before the interpolating kernels (TF's float kernels are
-    faster than its uint8 ones, same values) and scaled to [0, 1] after (fewer pixels). Only
-    bicubic can overshoot and is clipped; the other methods average their inputs. No
-    antialiasing: neither the paper nor its original code has any in training.
+    uint8 bilinear goes through `compiled_ops.resize_bilinear` where the compiled kernels are
+    used. Otherwise uint8 input is cast to float32 before the interpolating kernels (TF's float
+    kernels are faster than its uint8 ones, same values) and scaled to [0, 1] after (fewer
+    pixels). Only bicubic can overshoot and is clipped; the other methods average their inputs.
+    No antialiasing: neither the paper nor its original code has any in training.
     """
     scale = 1.0 / 255.0 if image.dtype == tf.uint8 else 1.0
+    if method == "bilinear" and image.dtype == tf.uint8 and compiled_ops.in_use():
+        return compiled_ops.resize_bilinear(image, [size, size], scale=scale)
     if method == "nearest":
         resized = tf.cast(_nearest(image, size), tf.float32)
     else:
@@ -206,33 +209,40 @@ def antialias_halvings(height, width, size):
 
 
 @register_op("resize_antialiased")
-def resize_antialiased(image, *, seed=None, size):
+def resize_antialiased(image, *, seed=None, size, value_range=None):
     """Evaluation (and serving) resize: the whole image [.., H, W, C] to [.., size, size, C],
     bilinear, antialiased when shrinking by more than 2x -> float32 (uint8 -> [0, 1]; float
-    keeps its scale).
+    keeps its scale); with `value_range=(low, high)`, then clipped to [0, 1] and mapped onto it,
+    as `value_range` (one pass less in evaluation).
 
     A mip-map filter: bilinear to size * 2**k (shrinking at most 2x: the kernel's two taps per
     axis then touch every source pixel), followed by an exact 2**k x 2**k block average (area
     resize at an integer factor), k = `antialias_halvings`. About a third of the cost of TF's
     `antialias=True` (scale_and_translate, ~2x a JPEG decode at 500 x 375 -> 128 px) for a
-    comparable filter; an exact identity when the image already has the size.
+    comparable filter; an exact identity when the image already has the size. When k = 0 (the
+    usual case in evaluation) uint8 RGB input goes through `compiled_ops.resize_bilinear`, which
+    resizes, scales and maps in one pass with the same values as TensorFlow's ops.
     """
     del seed
     image = tf.convert_to_tensor(image)
     scale = 1.0 / 255.0 if image.dtype == tf.uint8 else 1.0
     shape = tf.shape(image)
     halvings = antialias_halvings(shape[-3], shape[-2], size)
-    side = size * tf.bitwise.left_shift(1, halvings)
-    # Bilinear reads uint8 directly (float32 out, same values): no float copy of the whole image.
-    resized = tf.image.resize(image, tf.stack([side, side]))
-    resized = tf.cond(halvings > 0,
-                      lambda: tf.image.resize(resized, [size, size], method="area"),
-                      lambda: tf.reshape(resized, tf.concat([shape[:-3], [size, size],
-                                                             shape[-1:]], axis=0)))
-    if scale != 1.0:
-        resized = resized * scale
-    return tf.ensure_shape(resized,
-                           image.shape[:-3].concatenate([size, size, image.shape[-1]]))
+    out_shape = image.shape[:-3].concatenate([size, size, image.shape[-1]])
+
+    def mip_map():
+        side = size * tf.bitwise.left_shift(1, halvings)
+        # Bilinear reads uint8 directly (float32 out, same values): no float copy of the image.
+        resized = tf.image.resize(tf.image.resize(image, tf.stack([side, side])), [size, size],
+                                  method="area")
+        resized = resized * scale if scale != 1.0 else resized
+        return resized if value_range is None else _map_to_range(resized, *value_range)
+
+    def bilinear():
+        return tf.ensure_shape(compiled_ops.resize_bilinear(
+            image, [size, size], scale=scale, value_range=value_range), out_shape)
+
+    return tf.ensure_shape(tf.cond(halvings > 0, mip_map, bilinear), out_shape)
 
 
 # ----------------------------------------------------------------------------------------- colour
@@ -247,18 +257,18 @@ def apply_color_ordering(image, ordering, seeds, clip=True):
 
     Equal to tf.image.stateless_random_brightness / _saturation / _hue / _contrast in that order,
     value for value: the same factor draws, and each run of brightness / saturation / hue between
-    the contrast steps in one `color_kernel.adjust_color` pass (TensorFlow's ops without it).
+    the contrast steps in one `compiled_ops.adjust_color` pass (TensorFlow's ops without it).
     """
     factors = {name: tf.random.stateless_uniform(
         [], seed=seeds[i], minval=low, maxval=high)
         for i, (name, (low, high)) in enumerate(_COLOR_FACTOR_RANGES.items())}
     run = []
     for name in COLOR_ORDERINGS[ordering] + (None,):
-        if name in color_kernel.STEPS:
+        if name in compiled_ops.STEPS:
             run.append(name)
             continue
         if run:
-            image = color_kernel.adjust_color(
+            image = compiled_ops.adjust_color(
                 image, run, brightness_delta=factors["brightness"],
                 saturation_factor=factors["saturation"], hue_delta=factors["hue"])
             run = []
@@ -287,8 +297,12 @@ def distort_color(image, *, seed, clip=True):
     return distort_color_with_choice(image, seed=seed, clip=clip)[0]
 
 
+def _map_to_range(image, low, high):
+    return tf.clip_by_value(image, 0.0, 1.0) * (high - low) + low
+
+
 @register_op("value_range")
 def value_range(image, *, seed=None, low=-1.0, high=1.0):
-    """float [0, 1] -> [low, high] (default [-1, 1], paper A.6.2)."""
+    """float [0, 1] -> [low, high] (default [-1, 1], paper A.6.2), clipped to [0, 1] first."""
     del seed
-    return tf.clip_by_value(image, 0.0, 1.0) * (high - low) + low
+    return _map_to_range(image, low, high)

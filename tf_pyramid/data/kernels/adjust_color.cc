@@ -4,9 +4,10 @@
 // Each step gives the same float32 values as TensorFlow's own op for it (AdjustBrightness is an
 // Add; AdjustSaturation and AdjustHue are TF's scalar per-pixel kernels): the same formulas, the
 // same comparisons and the same roundings (a double-precision add where TF's code has one),
-// compiled without floating-point contraction. tf_pyramid/data/color_kernel.py compiles this file
+// compiled without floating-point contraction. tf_pyramid/data/compiled_ops.py compiles this file
 // on first use and checks the loaded kernel against TensorFlow's ops, value for value, before
-// using it; where either fails, the pipeline uses TensorFlow's ops. docs/data.md "Input speed".
+// using it; where either fails, the pipeline uses TensorFlow's ops (docs/data.md, "Compiled
+// kernels").
 #include <algorithm>
 #include <cstdint>
 #include <cstring>

@@ -1,12 +1,19 @@
-"""The colour-distortion kernel: brightness, saturation and hue in one SIMD pass (docs/data.md).
+"""The input pipeline's compiled kernels: TensorFlow's values, faster (docs/data.md).
 
-TensorFlow's saturation and hue ops convert every pixel to HSV and back in scalar, branchy code,
-and were the most expensive steps of the training input pipeline. `adjust_color` applies a run of
-those steps with the op in `kernels/adjust_color.cc` instead, which gives the same float32 values.
-The op is compiled on first use (about 10 s, once per machine, TensorFlow version and source),
-cached, and checked against TensorFlow's ops, value for value, on a set of test images before it
-is used; where there is no compiler, the build or the check fails, or `TF_PYRAMID_COLOR_KERNEL=0`,
-`adjust_color` runs TensorFlow's ops (one warning says why). Either way the images are the same.
+* `adjust_color` (`kernels/adjust_color.cc`): a run of brightness / saturation / hue steps in one
+  SIMD pass. TensorFlow's saturation and hue ops convert every pixel to HSV and back in scalar,
+  branchy code, and were the most expensive steps of the training pipeline.
+* `resize_bilinear` (`kernels/resize_bilinear.cc`): bilinear resize of uint8 RGB images to float,
+  with the scaling and the value-range mapping that follow it in the same pass. TensorFlow's
+  uint8 resize converts each source byte to float one at a time, and each following op is another
+  pass and another tensor: together they were the most expensive steps of evaluation.
+
+The kernels are compiled into one library on first use (about 20 s, once per machine, TensorFlow
+version and source), cached, and checked against TensorFlow's ops, value for value, on test
+images before they are used; where there is no compiler, the build or the check fails, or
+`TF_PYRAMID_COMPILED_OPS=0`, both functions run TensorFlow's ops (one warning says why). Either way
+the images are the same. Exported models never contain these ops (serving preprocessing calls
+TensorFlow's ops on float input).
 
 Cache: `$TF_PYRAMID_CACHE_DIR`, else `$XDG_CACHE_HOME/tf_pyramid`, else `~/.cache/tf_pyramid`;
 an exclusive file lock makes concurrent first uses (test workers, one machine's tf.distribute
@@ -29,8 +36,10 @@ import tensorflow as tf
 from absl import logging
 
 STEPS = ("brightness", "saturation", "hue")
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "adjust_color.cc")
-ENABLE_VARIABLE = "TF_PYRAMID_COLOR_KERNEL"  # "0": use TensorFlow's ops
+KERNELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+SOURCES = tuple(os.path.join(KERNELS_DIR, name)
+                for name in ("adjust_color.cc", "resize_bilinear.cc"))
+ENABLE_VARIABLE = "TF_PYRAMID_COMPILED_OPS"  # "0": use TensorFlow's ops
 CACHE_VARIABLE = "TF_PYRAMID_CACHE_DIR"
 # Tried in order; -ffp-contract=off keeps a * b + c two roundings (no fused multiply-add), as in
 # TensorFlow's kernels. -march=native: the library is built on, and keyed to, the machine using it.
@@ -73,24 +82,26 @@ def _cpu_fingerprint():
 
 
 def library_path():
-    """The cached library's path: keyed to the source, TensorFlow, compiler, flags and CPU."""
-    with open(SOURCE, "rb") as f:
-        source = f.read()
+    """The cached library's path: keyed to the sources, TensorFlow, compiler, flags and CPU."""
+    sources = []
+    for source in SOURCES:
+        with open(source, "rb") as f:
+            sources.append(f.read())
     key = hashlib.sha256(b"\0".join([
-        source, tf.__version__.encode(), tf.sysconfig.get_include().encode(),
+        *sources, tf.__version__.encode(), tf.sysconfig.get_include().encode(),
         _compiler().encode(), repr(COMPILE_FLAGS).encode(), _cpu_fingerprint().encode(),
         platform.python_version().encode()])).hexdigest()[:16]
-    return os.path.join(cache_dir(), f"adjust_color_{key}.so")
+    return os.path.join(cache_dir(), f"tf_pyramid_ops_{key}.so")
 
 
 def _build(path):
-    """Compiles SOURCE into `path` (via a temporary file and a rename). Returns None or why not."""
+    """Compiles SOURCES into `path` (via a temporary file and a rename). Returns None or why not."""
     tf_flags = tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags()
     errors = []
     for flags in COMPILE_FLAGS:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
         os.close(fd)
-        command = [_compiler(), "-shared", "-fPIC", "-w", *flags, SOURCE, "-o", tmp, *tf_flags]
+        command = [_compiler(), "-shared", "-fPIC", "-w", *flags, *SOURCES, "-o", tmp, *tf_flags]
         try:
             done = subprocess.run(command, capture_output=True, text=True,
                                   timeout=BUILD_TIMEOUT_S, check=False)
@@ -106,8 +117,8 @@ def _build(path):
     return "the build failed: " + " | ".join(errors)
 
 
-def _reference(images, steps, brightness_delta, saturation_factor, hue_delta):
-    """TensorFlow's ops for the same steps: what the kernel must equal."""
+def _reference_color(images, steps, brightness_delta, saturation_factor, hue_delta):
+    """TensorFlow's ops for the same steps: what `tf_pyramid_adjust_color` must equal."""
     for step in steps:
         if step == "brightness":
             images = tf.image.adjust_brightness(images, brightness_delta)
@@ -118,9 +129,21 @@ def _reference(images, steps, brightness_delta, saturation_factor, hue_delta):
     return images
 
 
+def _reference_resize(images, size, scale, value_range):
+    """TensorFlow's ops for the same resize: what `tf_pyramid_resize_bilinear` must equal (the
+    value-range mapping is `image_ops.value_range`'s)."""
+    resized = tf.image.resize(images, size)
+    if scale != 1.0:
+        resized = resized * scale
+    if value_range is not None:
+        low, high = value_range
+        resized = tf.clip_by_value(resized, 0.0, 1.0) * (high - low) + low
+    return resized
+
+
 def check_images(size=48, seed=0):
-    """Test images for the kernel: random colours (also out of [0, 1], as after a brightness
-    step), quantised ones (ties between channels, greys, zeros, negatives), a smooth ramp."""
+    """Test images for the colour kernel: random colours (also out of [0, 1], as after a
+    brightness step), quantised ones (ties between channels, greys, zeros, negatives), a ramp."""
     rng = np.random.default_rng(seed)
     random = rng.uniform(-0.2, 1.2, (size, size, 3))
     ties = rng.integers(0, 4, (size, size, 3)) / 3.0 - 0.1
@@ -133,20 +156,43 @@ CHECK_STEPS = (("brightness", "saturation", "hue"), ("saturation", "brightness")
                ("hue", "brightness", "saturation"), ("hue", "saturation"), ("saturation",))
 CHECK_PARAMETERS = ((0.1, 1.3, 0.15), (-32 / 255, 0.5, -0.2), (0.0, 1.0, 0.0),
                     (32 / 255, 1.5, 0.2), (0.05, 0.77, -0.05), (-0.01, 1.2, 0.999))
+# (input [N,] H, W, output H, W) for the resize check: shrinks by up to 2x (the vector path) and
+# by more, enlargements, the same size, one pixel, widths that are no multiple of the vector.
+CHECK_RESIZES = (((75, 100), (64, 64)), ((100, 75), (51, 64)), ((61, 250), (20, 30)),
+                 ((7, 5), (16, 23)), ((1, 1), (3, 2)), ((40, 40), (40, 40)),
+                 ((2, 33, 47), (32, 32)))
+CHECK_RESIZE_PARAMETERS = ((1.0, None), (1.0 / 255.0, (-1.0, 1.0)), (1.0 / 255.0, None),
+                           (1.0, (0.0, 255.0)))
+
+
+def resize_check_image(shape, seed=0):
+    """uint8 RGB noise of `shape` [..., H, W] x 3 with 0 and 255 in it."""
+    image = np.random.default_rng(seed).integers(0, 256, (*shape, 3))
+    image.flat[:2] = (0, 255)
+    return image.astype(np.uint8)
 
 
 def _self_check(module):
-    """None if the kernel equals TensorFlow's ops on `check_images`, else what differed."""
+    """None if the kernels equal TensorFlow's ops on the check images, else what differed."""
     images = tf.constant(check_images())
     for steps in CHECK_STEPS:
         for brightness, saturation, hue in CHECK_PARAMETERS:
             ours = module.tf_pyramid_adjust_color(images, brightness, saturation, hue,
                                                   steps=list(steps)).numpy()
-            theirs = _reference(images, steps, brightness, saturation, hue).numpy()
+            theirs = _reference_color(images, steps, brightness, saturation, hue).numpy()
             if not np.array_equal(ours, theirs):
                 worst = float(np.max(np.abs(ours - theirs)))
-                return (f"it differs from TensorFlow's ops (steps {steps}, parameters "
-                        f"{(brightness, saturation, hue)}: max difference {worst:.3g})")
+                return (f"the colour kernel differs from TensorFlow's ops (steps {steps}, "
+                        f"parameters {(brightness, saturation, hue)}: max difference "
+                        f"{worst:.3g})")
+    for in_shape, size in CHECK_RESIZES:
+        image = tf.constant(resize_check_image(in_shape))
+        for scale, value_range in CHECK_RESIZE_PARAMETERS:
+            ours = _run_resize(module, image, size, scale, value_range).numpy()
+            theirs = _reference_resize(image, size, scale, value_range).numpy()
+            if ours.shape != theirs.shape or not np.array_equal(ours, theirs):
+                return (f"the resize kernel differs from TensorFlow's ops ({in_shape} -> {size}, "
+                        f"scale {scale}, value_range {value_range})")
     return None
 
 
@@ -162,13 +208,13 @@ def _load():
         with open(path + ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one build per machine; others wait, then load
             if not os.path.exists(path):
-                logging.info("Compiling the colour-distortion kernel into %s (once, ~10 s).",
+                logging.info("Compiling the input pipeline's kernels into %s (once, ~20 s).",
                              path)
                 start = time.monotonic()
                 reason = _build(path)
                 if reason:
                     return None, reason
-                logging.info("Compiled the colour-distortion kernel in %.1f s.",
+                logging.info("Compiled the input pipeline's kernels in %.1f s.",
                              time.monotonic() - start)
     except OSError as error:
         return None, f"its cache {os.path.dirname(path)!r} is not usable: {error}"
@@ -186,14 +232,14 @@ def _load():
 
 
 @tf.autograph.experimental.do_not_convert  # plain Python, also when called while tracing
-def kernel():
+def library():
     """The loaded op library (building it on first use), or None: then see `why_not()`."""
     with _lock:
         if "module" not in _state:
             _state["module"], _state["reason"] = _load()
             if _state["module"] is None:
-                logging.warning("Colour distortion runs on TensorFlow's ops (same images, "
-                                "slower input pipeline): the colour kernel is not used, as %s.",
+                logging.warning("The input pipeline runs on TensorFlow's ops (same images, "
+                                "slower): its compiled kernels are not used, as %s.",
                                 _state["reason"])
         return _state["module"]
 
@@ -201,7 +247,7 @@ def kernel():
 @contextlib.contextmanager
 def tensorflow_ops_only():
     """Pipelines built (traced) inside this context use TensorFlow's ops: a side-by-side of the
-    same pipeline with and without the kernel, in one process (tools/benchmark_input.py)."""
+    same pipeline with and without the kernels, in one process (tools/benchmark_input.py)."""
     _forced_off.active = True
     try:
         yield
@@ -210,8 +256,18 @@ def tensorflow_ops_only():
 
 
 def why_not():
-    """Why the kernel is not used (None while it is, or before `kernel()` was first called)."""
+    """Why the kernels are not used (None while they are, or before `library()` was first
+    called)."""
     return _state.get("reason")
+
+
+def _library_in_use():
+    return None if getattr(_forced_off, "active", False) else library()
+
+
+def in_use():
+    """Whether ops built now use the kernels (False inside `tensorflow_ops_only()`)."""
+    return _library_in_use() is not None
 
 
 def adjust_color(images, steps, *, brightness_delta, saturation_factor, hue_delta):
@@ -221,9 +277,35 @@ def adjust_color(images, steps, *, brightness_delta, saturation_factor, hue_delt
     steps = tuple(steps)
     if not steps or any(s not in STEPS for s in steps) or len(set(steps)) != len(steps):
         raise ValueError(f"steps must be distinct names among {STEPS}; got {steps!r}.")
-    module = None if getattr(_forced_off, "active", False) else kernel()
+    module = _library_in_use()
     if module is None:
-        return _reference(images, steps, brightness_delta, saturation_factor, hue_delta)
+        return _reference_color(images, steps, brightness_delta, saturation_factor, hue_delta)
     return module.tf_pyramid_adjust_color(
         images, tf.cast(brightness_delta, tf.float32), tf.cast(saturation_factor, tf.float32),
         tf.cast(hue_delta, tf.float32), steps=list(steps))
+
+
+def resize_bilinear(images, size, *, scale=1.0, value_range=None):
+    """`tf.image.resize(images, size)` (bilinear, half-pixel centres) -> float32, times `scale`,
+    then, with `value_range=(low, high)`, clipped to [0, 1] and mapped onto [low, high]
+    (`image_ops.value_range`); equal, value for value, to those TensorFlow ops.
+
+    The kernel takes uint8 RGB [H, W, 3] or [N, H, W, 3]; other input runs TensorFlow's ops.
+    """
+    images = tf.convert_to_tensor(images)
+    size = [int(size[0]), int(size[1])]
+    if value_range is not None:
+        value_range = (float(value_range[0]), float(value_range[1]))
+    supported = (images.dtype == tf.uint8 and images.shape.rank in (3, 4)
+                 and images.shape[-1] == 3)
+    module = _library_in_use() if supported else None
+    if module is None:
+        return _reference_resize(images, size, scale, value_range)
+    return _run_resize(module, images, size, scale, value_range)
+
+
+def _run_resize(module, images, size, scale, value_range):
+    low, high = value_range or (0.0, 1.0)
+    return module.tf_pyramid_resize_bilinear(  # the span as the graph's `(high - low)` constant
+        images, size, scale=scale, map_to_range=value_range is not None, range_low=low,
+        range_span=high - low)
