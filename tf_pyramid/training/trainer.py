@@ -129,9 +129,11 @@ class Trainer:
             steps = min(steps, c["steps_per_epoch"]) if steps else c["steps_per_epoch"]
         self.steps_per_epoch = steps
         self.total_steps = steps * c["epochs"]
-        logging.info("Training data: %s/%s (%s, source %s) %s examples, %d classes, %s; %d "
+        mnist_options = (f" ({c['variant']}, source {c['source']})"  # they apply to MNIST only
+                         if c["dataset"] == "mnist" else "")
+        logging.info("Training data: %s/%s%s %s examples, %d classes, %s; %d "
                      "steps/epoch x %d epochs = %d steps, global batch %d on %d replica(s).",
-                     c["dataset"], "train", c["variant"], c["source"], self.train_examples,
+                     c["dataset"], "train", mnist_options, self.train_examples,
                      self.train_info.num_classes, self.train_info.input_convention, steps,
                      c["epochs"], self.total_steps, c["batch_size"], self.replicas)
 
