@@ -129,16 +129,18 @@ def _reference_color(images, steps, brightness_delta, saturation_factor, hue_del
     return images
 
 
+def map_to_range(images, low, high):
+    """[0, 1] -> [low, high], clipped to [0, 1] first: the mapping `resize_bilinear` fuses (and
+    `image_ops.value_range`)."""
+    return tf.clip_by_value(images, 0.0, 1.0) * (high - low) + low
+
+
 def _reference_resize(images, size, scale, value_range):
-    """TensorFlow's ops for the same resize: what `tf_pyramid_resize_bilinear` must equal (the
-    value-range mapping is `image_ops.value_range`'s)."""
+    """TensorFlow's ops for the same resize: what `tf_pyramid_resize_bilinear` must equal."""
     resized = tf.image.resize(images, size)
     if scale != 1.0:
         resized = resized * scale
-    if value_range is not None:
-        low, high = value_range
-        resized = tf.clip_by_value(resized, 0.0, 1.0) * (high - low) + low
-    return resized
+    return resized if value_range is None else map_to_range(resized, *value_range)
 
 
 def check_images(size=48, seed=0):
@@ -287,8 +289,8 @@ def adjust_color(images, steps, *, brightness_delta, saturation_factor, hue_delt
 
 def resize_bilinear(images, size, *, scale=1.0, value_range=None):
     """`tf.image.resize(images, size)` (bilinear, half-pixel centres) -> float32, times `scale`,
-    then, with `value_range=(low, high)`, clipped to [0, 1] and mapped onto [low, high]
-    (`image_ops.value_range`); equal, value for value, to those TensorFlow ops.
+    then, with `value_range=(low, high)`, `map_to_range`; equal, value for value, to those
+    TensorFlow ops.
 
     The kernel takes uint8 RGB [H, W, 3] or [N, H, W, 3]; other input runs TensorFlow's ops.
     """

@@ -236,11 +236,11 @@ def resize_antialiased(image, *, seed=None, size, value_range=None):
         resized = tf.image.resize(tf.image.resize(image, tf.stack([side, side])), [size, size],
                                   method="area")
         resized = resized * scale if scale != 1.0 else resized
-        return resized if value_range is None else _map_to_range(resized, *value_range)
+        return resized if value_range is None else compiled_ops.map_to_range(resized, *value_range)
 
     def bilinear():
-        return tf.ensure_shape(compiled_ops.resize_bilinear(
-            image, [size, size], scale=scale, value_range=value_range), out_shape)
+        return compiled_ops.resize_bilinear(image, [size, size], scale=scale,
+                                            value_range=value_range)
 
     return tf.ensure_shape(tf.cond(halvings > 0, mip_map, bilinear), out_shape)
 
@@ -297,12 +297,8 @@ def distort_color(image, *, seed, clip=True):
     return distort_color_with_choice(image, seed=seed, clip=clip)[0]
 
 
-def _map_to_range(image, low, high):
-    return tf.clip_by_value(image, 0.0, 1.0) * (high - low) + low
-
-
 @register_op("value_range")
 def value_range(image, *, seed=None, low=-1.0, high=1.0):
     """float [0, 1] -> [low, high] (default [-1, 1], paper A.6.2), clipped to [0, 1] first."""
     del seed
-    return _map_to_range(image, low, high)
+    return compiled_ops.map_to_range(image, low, high)
