@@ -64,8 +64,9 @@ def python_env(**extra):
     return env
 
 
-def run_module(module, args, timeout=240, **env):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=python_env(**env),
+def run_module(module, args, timeout=240, cwd=REPO, **env):
+    """`python -m MODULE ARGS` in a fresh process, from `cwd` (the checkout by default)."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=python_env(**env),
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -1,19 +1,28 @@
-r"""Trains a tf_pyramid model.
+r"""Trains a tf_pyramid experiment: every stage of its chain, in order.
 
-  python -m tf_pyramid.train --flagfile=flags/quickstart.cfg [--model_dir=DIR] [--flag=value ...]
-  python -m tf_pyramid.train --flagfile=F --dry_run     # print the resolved configuration
+  python -m tf_pyramid.train --experiment=imagenet/m2_256_ct29 --data_dir=DIR [--flag=value ...]
+  python -m tf_pyramid.train --flagfile=flags/m2_256.cfg --model_dir=runs/m2_256 --data_dir=DIR
+  python -m tf_pyramid.train --flagfile=F --dry_run      # print the plan: each stage's config
+  python -m tf_pyramid.train --list_experiments          # the paper's experiments, one a line
 
-Flags after the flagfile override it (a list flag such as --c_t=3.2,13.5 given on the command line
-replaces the flagfile's list). The run directory gets config.json, checkpoints/ (a rerun
-resumes from the last one), logs/{train,validation} (TensorBoard), and at the end metrics.json
-(per-level evaluation), model.keras and export/<version> (TF Serving). See docs/training.md.
+An experiment is a flagfile of the package's `flags/` tree, named by its path there; nested
+flagfiles are read relative to the file that includes them, and a `flags/...` path that does not
+exist in the working directory is looked up in the installed package. Flags on the command line
+override the experiment's (a list flag such as --c_t=3.2,13.5 replaces the flagfile's list).
+
+An experiment that starts from another one's weights (gradual learning: `--previous_stage` in its
+flagfile) trains that one first, as stage 1 of n, and so on: finished stages are skipped, an
+interrupted one resumes. The last stage runs in --model_dir (default runs/<experiment>), the
+earlier ones under --stages_dir. `--init_from=RUN` on the command line runs the last stage only,
+from RUN's weights. Each run directory gets config.json, checkpoints/ (a rerun resumes from the
+last one), logs/{train,validation} (TensorBoard), and at the end metrics.json (per-level
+evaluation), model.keras and export/<version> (TF Serving). See docs/training.md.
 
 Exit status: 0 done (or stopped by --stop_after_steps), 2 bad flags or a run directory that
 cannot be used (locked by another training, incompatible settings, no checkpoint restores, a
 damaged file), 128 + N when signal N interrupted training (143 for SIGTERM, 130 for Ctrl-C) after
 saving a checkpoint: rerun the same command to resume.
 """
-import json
 import os
 import signal
 import sys
@@ -24,18 +33,23 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from tf_pyramid.configs import experiments  # noqa: E402
 from tf_pyramid.runs import checkpoints, files, lock, run_config  # noqa: E402
+from tf_pyramid.training import chain  # noqa: E402
 from tf_pyramid.training import flags as training_flags  # noqa: E402
-from tf_pyramid.training.flagfiles import flagfiles_in_argv  # noqa: E402
 
 FLAGS = flags.FLAGS
 training_flags.define_flags(FLAGS)
-flags.DEFINE_boolean("dry_run", False, "Print the resolved run configuration as JSON and exit "
+flags.DEFINE_boolean("dry_run", False, "Print the plan (every stage's run directory, what it "
+                     "starts from, its status and resolved configuration) as JSON and exit "
                      "(reads no data, builds no model).")
+flags.DEFINE_boolean("list_experiments", False, "List the paper's experiments (--experiment=NAME) "
+                     "with one line each, and exit.")
 
 EXIT_USAGE = 2
 UNUSABLE_RUN = (lock.LockedError, run_config.IncompatibleConfigError, checkpoints.CheckpointError,
                 files.DamagedFileError)
+_command_line = None  # the `experiments.CommandLine` that `run()` parsed
 
 
 def export_run(model_dir):
@@ -47,18 +61,25 @@ def export_run(model_dir):
     return path
 
 
+def list_experiments():
+    for name in experiments.experiment_names():
+        print(f"{name:34s} {experiments.summary(experiments.experiment_file(name))}")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}; flags take the form --name=value.")
-    config = training_flags.config_from_flags(FLAGS)
-    flagfiles = flagfiles_in_argv(sys.argv)
+    if FLAGS.list_experiments:
+        list_experiments()
+        return 0
+    command = _command_line or experiments.CommandLine(["train"])
     try:
+        stages = chain.plan(command, training_flags.config_from_flags(FLAGS))
         if FLAGS.dry_run:
-            print(json.dumps(training_flags.resolve_config(config, flagfiles), indent=2))
+            print(chain.describe(stages))
             return 0
-        from tf_pyramid.training import trainer  # noqa: PLC0415  (imports TensorFlow)
-        result = trainer.Trainer(config, flagfiles=flagfiles).run()
-    except training_flags.FlagError as error:
+        result = chain.run(stages, export_run=export_run)
+    except (training_flags.FlagError, experiments.ExperimentError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -68,15 +89,19 @@ def main(argv):
     except UNUSABLE_RUN as error:  # the run directory cannot be used as it is
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    where = (f" (stage {result['stage']} of {result['stages']})"
+             if result.get("stages", 1) > 1 else "")
     if result.get("signal"):
         print(f"Interrupted by {signal.Signals(result['signal']).name} at step "
-              f"{result['final_step']} of {result['total_steps']}; a checkpoint was saved. Not "
-              "finished: resume with the same command.", file=sys.stderr)
+              f"{result['final_step']} of {result['total_steps']}{where}; a checkpoint was saved. "
+              "Not finished: resume with the same command.", file=sys.stderr)
         return 128 + result["signal"]
-    if result["interrupted"]:  # --stop_after_steps: the stop the user asked for
+    if result.get("interrupted"):  # --stop_after_steps: the stop the user asked for
         return 0
-    if result.get("is_chief") and config["export"]:
-        result["export"] = export_run(result["model_dir"])
+    if result.get("skipped"):
+        print(f"All {result['stages']} stages finished before; nothing to train. The last one: "
+              f"{result['model_dir']}.")
+        return 0
     for entry in result["metrics"]["levels"]:
         print(f"level {entry['level']}: accuracy {entry['accuracy']:.4f}, mean locations "
               f"{entry['mean_locations']:.2f}, mean MACs {entry['mean_macs']:,.0f}")
@@ -85,7 +110,14 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    """The console entry point: reads the experiment's flagfiles, then absl parses the flags."""
+    global _command_line
+    try:
+        _command_line = experiments.CommandLine(sys.argv)
+    except experiments.ExperimentError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    app.run(main, argv=_command_line.argv)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
-r"""The paper's MNIST study (Sec. 5.1, A.5.2, Figure 4) with one command, through the flagfiles.
+r"""The paper's MNIST study (Sec. 5.1, A.5.2, Figure 4) with one command, through the experiments.
 
   python tools/reproduce_mnist.py --variant=plain --source=bundled [--pairs=1,2,3] [--epochs=N]
       [--runs_dir=DIR] [--resolutions=14,28,56] [--c_t=6,12] [--attention_passes=K]
       [--extra_flags=--steps_per_epoch=2,--eval_passes=2] [--dry_run]
 
 Runs, in chain order, per resolution and then per pair i: BL_i and M_i at 14 px; BL_i and M_i at
-28 px (c_t 2); at 56 px BL_i and M_i with each c_t, from scratch (`*_56*.cfg`) and gradual from
-the 28 px run (`*_56*_gradual.cfg`, `--init_from` pointed at this study's 28 px run). Each run is
-`python -m tf_pyramid.train --flagfile=flags/mnist/NAME.cfg --model_dir=RUNS_DIR/NAME --variant=..
---source=.. [--epochs=N] [--init_from=..] [EXTRA_FLAGS]` in a fresh process, its console going to
-RUNS_DIR/NAME/train.log. A run with metrics.json is finished and skipped; an interrupted one is
-started again and the trainer resumes it from its latest checkpoint. One line per run: run k of n,
-its time, the elapsed time and an estimate of the time left.
+28 px (c_t 2); at 56 px BL_i and M_i with each c_t, from scratch (`mnist/*_56*`) and gradual from
+the 28 px run (`mnist/*_56*_gradual`). Each run is the trainer's own chain mechanism:
+`python -m tf_pyramid.train --experiment=mnist/NAME --model_dir=RUNS_DIR/mnist/NAME
+--stages_dir=RUNS_DIR --variant=.. --source=.. [--epochs=N] [EXTRA_FLAGS]` in a fresh process, its
+console going to RUNS_DIR/mnist/NAME/train.log; a gradual run's 28 px stage is this study's 28 px
+run (RUNS_DIR/mnist/NAME_28), trained first if it is not there. A run with metrics.json is finished
+and skipped; an interrupted one is started again and the trainer resumes it from its latest
+checkpoint. One line per run: run k of n, its time, the elapsed time and an estimate of the time
+left.
 
 Writes to RUNS_DIR: results.json (one entry per finished run, and the claims of the paper's
 Sec. 5.1 checked on them: tf_pyramid.analysis.mnist_claims), results.md (model, resolution,
@@ -34,6 +36,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from tf_pyramid.analysis import mnist_claims  # noqa: E402
+from tf_pyramid.configs import experiments  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("variant", "plain", ["plain", "noisy", "textured"], "MNIST variant.")
@@ -55,7 +58,7 @@ flags.DEFINE_integer("attention_passes", 2, "Evaluation passes of the attention-
                      "columns (0: no columns).", lower_bound=0)
 flags.DEFINE_bool("dry_run", False, "Print the plan (one command per run) and stop.")
 
-FLAGFILE_DIR = os.path.join("flags", "mnist")
+FAMILY = "mnist"  # the experiments' folder: mnist/NAME
 RESOLUTIONS = (14, 28, 56)
 MARKERS = {1: "o", 2: "s", 3: "^"}
 COLOURS = {14: "C0", 28: "C1", 56: "C2"}
@@ -63,7 +66,7 @@ COLOURS = {14: "C0", 28: "C1", 56: "C2"}
 
 # ------------------------------------------------------------------------------------- the plan
 def plan(pairs, resolutions, c_t_values, scratch=True, gradual=True):
-    """Runs in chain order: [{"name", "flagfile", "model", "pair", "resolution", "c_t",
+    """Runs in chain order: [{"name", "experiment", "model", "pair", "resolution", "c_t",
     "gradual", "init_from" (the name of the run it starts from, or None)}]."""
     runs = []
     for resolution in sorted(resolutions):
@@ -82,7 +85,7 @@ def plan(pairs, resolutions, c_t_values, scratch=True, gradual=True):
                             variants.append((stem + "_gradual", ct, True))
                 for name, ct, is_gradual in variants:
                     runs.append({
-                        "name": name, "flagfile": os.path.join(FLAGFILE_DIR, name + ".cfg"),
+                        "name": name, "experiment": f"{FAMILY}/{name}",
                         "model": f"{kind.upper()}{pair}", "pair": pair,
                         "resolution": resolution,
                         "c_t": float(ct[2:]) if ct else (2.0 if kind == "m" and resolution == 28
@@ -92,33 +95,32 @@ def plan(pairs, resolutions, c_t_values, scratch=True, gradual=True):
     return runs
 
 
-def check_plan(runs, runs_dir):
-    """Every flagfile exists; every gradual run's 28 px run is planned or finished."""
-    planned = {run["name"] for run in runs}
+def check_plan(runs):
+    """Every run is one of the package's experiments."""
+    known = set(experiments.experiment_names())
     for run in runs:
-        if not os.path.exists(os.path.join(REPO, run["flagfile"])):
-            raise app.UsageError(f"No flagfile {run['flagfile']} (for {run['name']}); "
-                                 "c_t at 56 px takes the values with flagfiles: 6, 12.")
-        source = run["init_from"]
-        if source and source not in planned and not _finished(os.path.join(runs_dir, source)):
-            raise app.UsageError(
-                f"{run['name']} starts from the 28 px run {source}, which is neither planned nor "
-                f"finished in {runs_dir}: add 28 to --resolutions, or --nogradual_at_56.")
+        if run["experiment"] not in known:
+            raise app.UsageError(f"No experiment {run['experiment']} (for {run['name']}); "
+                                 "c_t at 56 px takes the values with experiments: 6, 12.")
+
+
+def run_dir(runs_dir, run):
+    """Where a run trains: <runs_dir>/<experiment name>, so that a gradual run's earlier stage
+    (<stages_dir>/mnist/NAME_28 with --stages_dir=<runs_dir>) is this study's 28 px run."""
+    return os.path.join(runs_dir, *run["experiment"].split("/"))
 
 
 def command(run, runs_dir, variant, source, epochs, extra_flags):
-    args = [sys.executable, "-m", "tf_pyramid.train", f"--flagfile={run['flagfile']}",
-            f"--model_dir={os.path.join(runs_dir, run['name'])}", f"--variant={variant}",
-            f"--source={source}"]
+    args = [sys.executable, "-m", "tf_pyramid.train", f"--experiment={run['experiment']}",
+            f"--model_dir={run_dir(runs_dir, run)}", f"--stages_dir={runs_dir}",
+            f"--variant={variant}", f"--source={source}"]
     if epochs:
         args.append(f"--epochs={epochs}")
-    if run["init_from"]:
-        args.append(f"--init_from={os.path.join(runs_dir, run['init_from'])}")
     return args + list(extra_flags)
 
 
-def _finished(run_dir):
-    return os.path.exists(os.path.join(run_dir, "metrics.json"))
+def _finished(directory):
+    return os.path.exists(os.path.join(directory, "metrics.json"))
 
 
 def _duration(seconds):
@@ -145,22 +147,22 @@ def _time_left(runs, done_index, durations):
 def train_all(runs, runs_dir, variant, source, epochs, extra_flags):
     start, durations = time.time(), []
     for index, run in enumerate(runs):
-        run_dir = os.path.join(runs_dir, run["name"])
+        directory = run_dir(runs_dir, run)
         prefix = f"[{index + 1}/{len(runs)}] {run['name']}:"
-        if _finished(run_dir):
+        if _finished(directory):
             status = "finished before, skipped"
         else:
-            os.makedirs(run_dir, exist_ok=True)
-            resumed = os.path.isdir(os.path.join(run_dir, "checkpoints"))
+            os.makedirs(directory, exist_ok=True)
+            resumed = os.path.isdir(os.path.join(directory, "checkpoints"))
             began = time.time()
-            log_path = os.path.join(run_dir, "train.log")
+            log_path = os.path.join(directory, "train.log")
             with open(log_path, "a") as log:
                 process = subprocess.run(command(run, runs_dir, variant, source, epochs,
                                                  extra_flags),
                                          cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                          env=dict(os.environ, PYTHONPATH=REPO + os.pathsep +
                                                   os.environ.get("PYTHONPATH", "")))
-            if process.returncode != 0 or not _finished(run_dir):
+            if process.returncode != 0 or not _finished(directory):
                 with open(log_path) as log:
                     tail = log.read()[-3000:]
                 print(f"{prefix} FAILED (exit {process.returncode}); log {log_path}:\n{tail}",
@@ -174,10 +176,10 @@ def train_all(runs, runs_dir, variant, source, epochs, extra_flags):
 
 
 # ------------------------------------------------------------------------------------- results
-def attention_columns(run_dir, passes):
+def attention_columns(directory, passes):
     """Per level >= 2 attended / random ink shares, cached in the run directory."""
-    cache = os.path.join(run_dir, "attention_quality.json")
-    metrics = os.path.join(run_dir, "metrics.json")
+    cache = os.path.join(directory, "attention_quality.json")
+    metrics = os.path.join(directory, "metrics.json")
     if os.path.exists(cache) and os.path.getmtime(cache) >= os.path.getmtime(metrics):
         with open(cache) as f:
             cached = json.load(f)
@@ -185,7 +187,7 @@ def attention_columns(run_dir, passes):
             return cached
     from tf_pyramid.analysis import attention_quality
 
-    result = attention_quality.measure_run(run_dir, passes=passes)
+    result = attention_quality.measure_run(directory, passes=passes)
     with open(cache, "w") as f:
         json.dump(result, f, indent=2)
     return result
@@ -194,10 +196,10 @@ def attention_columns(run_dir, passes):
 def collect(runs, runs_dir, attention_passes):
     rows = []
     for run in runs:
-        run_dir = os.path.join(runs_dir, run["name"])
-        if not _finished(run_dir):
+        directory = run_dir(runs_dir, run)
+        if not _finished(directory):
             continue
-        with open(os.path.join(run_dir, "metrics.json")) as f:
+        with open(os.path.join(directory, "metrics.json")) as f:
             metrics = json.load(f)
         last = metrics["levels"][-1]
         std = metrics.get("accuracy_std")
@@ -206,7 +208,7 @@ def collect(runs, runs_dir, attention_passes):
                    levels=len(metrics["levels"]), passes=metrics.get("passes"),
                    split=metrics.get("split"), attention=None)
         if run["model"].startswith("M") and row["levels"] > 1 and attention_passes:
-            row["attention"] = attention_columns(run_dir, attention_passes)["levels"]
+            row["attention"] = attention_columns(directory, attention_passes)["levels"]
         rows.append(row)
     return rows
 
@@ -281,10 +283,10 @@ def main(argv):
     runs_dir = os.path.abspath(FLAGS.runs_dir or os.path.join(
         REPO, "runs", "reproduce", f"{FLAGS.variant}_{FLAGS.source}"))
     runs = plan(pairs, resolutions, c_t_values, FLAGS.scratch_at_56, FLAGS.gradual_at_56)
-    check_plan(runs, runs_dir)
+    check_plan(runs)
     if FLAGS.dry_run:
         for index, run in enumerate(runs):
-            state = " (finished)" if _finished(os.path.join(runs_dir, run["name"])) else ""
+            state = " (finished)" if _finished(run_dir(runs_dir, run)) else ""
             print(f"[{index + 1}/{len(runs)}]{state} " + " ".join(
                 command(run, runs_dir, FLAGS.variant, FLAGS.source, FLAGS.epochs,
                         FLAGS.extra_flags)[1:]))

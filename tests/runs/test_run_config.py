@@ -5,8 +5,10 @@ import logging
 
 import pytest
 
+from tf_pyramid.configs import ExperimentConfig
 from tf_pyramid.runs import files, run_config
 
+# A flat config.json, as tf_pyramid <= 0.2 wrote them: it reads into the typed config.
 SAVED = {"model": "mnist_m2", "levels": 2, "resolution": 28, "dataset": "mnist",
          "variant": "plain", "epochs": 1, "learning_rate": 0.01, "batch_size": 8,
          "c_t": [2.0], "model_dir": "/old/place", "stop_after_steps": 3,
@@ -22,18 +24,30 @@ def run_dir(tmp_path):
 def _new(**changes):
     config = {k: v for k, v in SAVED.items() if k != "run"}
     config.update(changes)
-    return config
+    return ExperimentConfig.from_dict(config)
+
+
+def _saved():
+    return ExperimentConfig.from_dict(SAVED)
+
+
+def test_flat_config_of_earlier_versions_reads_into_the_typed_config():
+    saved = _saved()
+    assert saved.model.name == "mnist_m2" and saved.model.levels == 2
+    assert saved.schedule.epochs == 1 and saved.learning_rule.target_locations == [2.0]
+    assert saved.trainer.model_dir == "/old/place" and saved.run.num_classes == 10
+    assert ExperimentConfig.from_dict(saved.to_dict()) == saved
 
 
 def test_compare_sorts_changes():
     incompatible, changed = run_config.compare(
-        SAVED, _new(model="mnist_m1", levels=3, epochs=2, learning_rate=0.005, c_t=(2.0,),
+        _saved(), _new(model="mnist_m1", levels=3, epochs=2, learning_rate=0.005, c_t=(2.0,),
                     model_dir="/new/place", stop_after_steps=None),
         {"num_classes": 5, "channels": 1})
     assert [i[:3] for i in incompatible] == [("model", "mnist_m2", "mnist_m1"),
                                              ("levels", 2, 3), ("run.num_classes", 10, 5)]
     assert changed == [("epochs", 1, 2), ("learning_rate", 0.01, 0.005)]  # c_t tuple == list
-    assert run_config.compare(SAVED, _new()) == ([], [])
+    assert run_config.compare(_saved(), _new()) == ([], [])
 
 
 def test_check_resume_refuses_incompatible_change(run_dir):
@@ -43,7 +57,7 @@ def test_check_resume_refuses_incompatible_change(run_dir):
     assert "--resolution: saved 28, now 56 (the input side fixes" in message
     assert "--levels: saved 2, now 3" in message and "--variant: saved 'plain'" in message
     assert "--init_from" in message
-    assert json.loads((run_dir / "config.json").read_text()) == SAVED
+    assert json.loads((run_dir / "config.json").read_text()) == SAVED  # left as it was
     with pytest.raises(run_config.IncompatibleConfigError, match="--run.channels: saved 1, now 3"):
         run_config.check_resume(run_dir, _new(), {"num_classes": 10, "channels": 3})
 
@@ -56,16 +70,17 @@ def test_compatible_change_is_logged_and_history_kept(run_dir, caplog):
     assert "Resuming with changed settings: epochs 1 -> 3, learning_rate 0.01 -> 0.002" in \
         caplog.text
 
-    second = dict(_new(epochs=3, learning_rate=0.002), run={"total_steps": 12})
+    second = _new(epochs=3, learning_rate=0.002)
     kept = run_config.write_config(run_dir, second, step=4)
     assert kept.endswith("config_history/001-until-step-4.json")
-    assert json.loads(open(kept).read()) == SAVED
+    assert ExperimentConfig.from_dict(json.loads(open(kept).read())) == _saved()
     # Same settings again (only per-process flags differ): no new history entry.
-    assert run_config.write_config(run_dir, dict(second, stop_after_steps=None), step=8) is None
-    third = dict(second, batch_size=16)
+    assert run_config.write_config(run_dir, second.replace(trainer={"stop_after_steps": None}),
+                                   step=8) is None
+    third = second.replace(schedule={"batch_size": 16})
     assert run_config.write_config(run_dir, third, step=9).endswith("002-until-step-9.json")
-    assert [c["batch_size"] for c in run_config.history(run_dir)] == [8, 8, 16]
-    assert [c["epochs"] for c in run_config.history(run_dir)] == [1, 3, 3]
+    assert [c.schedule.batch_size for c in run_config.history(run_dir)] == [8, 8, 16]
+    assert [c.schedule.epochs for c in run_config.history(run_dir)] == [1, 3, 3]
 
 
 def test_damaged_or_missing_saved_config(run_dir, caplog):
@@ -75,7 +90,7 @@ def test_damaged_or_missing_saved_config(run_dir, caplog):
         run_config.check_resume(run_dir, _new())
     assert run_config.write_config(run_dir, _new()) is None  # replaced, with a warning
     assert "Replacing a damaged" in caplog.text
-    assert files.read_json(run_dir / "config.json") == _new()
+    assert ExperimentConfig.from_dict(files.read_json(run_dir / "config.json")) == _new()
     (run_dir / "config.json").unlink()
     assert run_config.check_resume(run_dir, _new(model="mnist_m1")) == []
     assert "cannot be checked" in caplog.text

@@ -3,6 +3,7 @@ import pytest
 
 import tf_pyramid
 from tf_pyramid import runs
+from tf_pyramid.configs import ExperimentConfig
 from tf_pyramid.data import input_convention
 from tf_pyramid.runs import run_config
 
@@ -20,11 +21,12 @@ def test_a_model_trained_on_other_inputs_is_refused():
 
 
 def test_resume_refuses_another_input_convention():
-    saved = {"model": "mnist_m2", "run": {"input_convention": dict(
-        input_convention("mnist", 28).get_config(), value_range=[0.0, 1.0])}}
-    incompatible, _ = run_config.compare(saved, {"model": "mnist_m2"}, {
+    old_range = dict(input_convention("mnist", 28).get_config(), value_range=[0.0, 1.0])
+    saved = ExperimentConfig.from_dict({"model": "mnist_m2",
+                                        "run": {"input_convention": old_range}})
+    new = ExperimentConfig.from_dict({"model": "mnist_m2"})
+    incompatible, _ = run_config.compare(saved, new, {
         "input_convention": input_convention("mnist", 28).get_config()})
     assert [entry[0] for entry in incompatible] == ["run.input_convention"]
-    same, _ = run_config.compare(saved, {"model": "mnist_m2"}, {
-        "input_convention": saved["run"]["input_convention"]})
+    same, _ = run_config.compare(saved, new, {"input_convention": old_range})
     assert same == []

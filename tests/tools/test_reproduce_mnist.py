@@ -57,12 +57,12 @@ def test_plan_is_the_papers_chain_order(tmp_path):
     assert all(names.index(n.split("_56")[0] + "_28") < names.index(n) for n in names
                if n.endswith("_gradual"))  # every gradual run after the run it starts from
     gradual = next(line for line in out if "m2_56_ct12_gradual" in line)
-    assert f"--init_from={tmp_path}/m2_28" in gradual and "--flagfile=flags/mnist/m2_56_ct12_" \
-        "gradual.cfg" in gradual and "--variant=textured" in gradual and "--epochs=3" in gradual
-    refused = run_python([TOOL, "--dry_run", f"--runs_dir={tmp_path}", "--resolutions=56"],
-                         check=False)
-    assert refused.returncode != 0
-    assert "bl1_56_gradual starts from the 28 px run bl1_28" in refused.stderr
+    # The trainer's chain: the 28 px stage is <stages_dir>/mnist/m2_28, this study's own run.
+    assert f"--stages_dir={tmp_path} " in gradual and "--experiment=mnist/m2_56_ct12_gradual" \
+        in gradual and "--variant=textured" in gradual and "--epochs=3" in gradual
+    assert f"--model_dir={tmp_path}/mnist/m2_28 " in out[names.index("m2_28")]
+    alone = run_python([TOOL, "--dry_run", f"--runs_dir={tmp_path}", "--resolutions=56"])
+    assert "--experiment=mnist/bl1_56_gradual" in alone.stdout  # its chain trains bl1_28 first
 
 
 @pytest.mark.slow
@@ -88,20 +88,21 @@ def test_tiny_study_end_to_end_skips_and_resumes(tmp_path):
     table = (tmp_path / "results.md").read_text()
     assert table.count("\n| M1 |") == 2 and table.count("\n| BL1 |") == 2 and "L3: " in table
     assert png_size(tmp_path / "figure4.png") == (600, 900)  # (height, width)
-    (tmp_path / "m1_28" / "metrics.json").unlink()  # as if interrupted before the evaluation
+    (tmp_path / "mnist" / "m1_28" / "metrics.json").unlink()  # interrupted before its evaluation
     second = run_python(args, timeout=600).stdout
     assert "[1/4] bl1_28: finished before, skipped" in second
     assert "[2/4] m1_28: resumed and trained in" in second
     assert "[4/4] m1_56_ct6_gradual: finished before, skipped" in second
     quality = json.loads(run_python(["tools/attention_quality.py",
-                                     f"--model_dir={tmp_path / 'm1_56_ct6_gradual'}",
+                                     f"--model_dir={tmp_path / 'mnist' / 'm1_56_ct6_gradual'}",
                                      "--json=-"]).stdout)
     assert quality["images"] == 500 and quality["split"] == "validation"
     assert [a["level"] for a in quality["levels"]] == [2, 3]
     # Per checkpoint: the run kept one (step 2, its end), which holds model.keras's weights, so
     # the same positions and deterministic attention give the same shares; a model left at its
     # initial weights would not.
-    measure = ["tools/attention_quality.py", f"--model_dir={tmp_path / 'm1_56_ct6_gradual'}",
+    measure = ["tools/attention_quality.py",
+               f"--model_dir={tmp_path / 'mnist' / 'm1_56_ct6_gradual'}",
                "--policy=threshold", "--json=-"]
     final = json.loads(run_python(measure).stdout)
     per_checkpoint = json.loads(run_python(measure + ["--checkpoints=all"]).stdout)

@@ -194,8 +194,8 @@ def test_changed_settings_on_resume(stopped_run, tmp_path):
     trainer.close()
     assert trainer.initial_step == 4 and trainer.total_steps == 12
     history = run_config.history(str(model_dir))
-    assert [c["learning_rate"] for c in history] == [0.01, 0.005]
-    assert [c["batch_size"] for c in history] == [8, 16]
+    assert [c.schedule.learning_rate for c in history] == [0.01, 0.005]
+    assert [c.schedule.batch_size for c in history] == [8, 16]
     assert os.listdir(model_dir / "config_history") == ["001-until-step-4.json"]
 
 

@@ -5,7 +5,8 @@ import os
 import pytest
 from absl import flags as absl_flags
 
-from tf_pyramid.training import flagfiles
+from tf_pyramid.configs import experiments as experiment_files
+from tf_pyramid.training import chain
 from tf_pyramid.training import flags as training_flags
 from tf_pyramid.training.flags import FlagError, default_config, resolve_config
 
@@ -21,10 +22,10 @@ def config(**overrides):
 
 def test_good_config_resolves_levels_and_defaults():
     c = resolve_config(config(c_t=[2.0]))
-    assert c["levels"] == 2 and c["resolution"] == 28
-    assert c["learning_rate"] == 0.01 and c["eval_batch_size"] == c["batch_size"]
+    assert c.model.levels == 2 and c.model.resolution == 28
+    assert c.schedule.learning_rate == 0.01 and c.evaluation.batch_size == c.schedule.batch_size
     c = resolve_config(config(resolution=None, levels=3))
-    assert c["resolution"] == 56
+    assert c.model.resolution == 56
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -50,6 +51,8 @@ def test_good_config_resolves_levels_and_defaults():
     (dict(validation_split="dev"), "--validation_split=dev"),
     (dict(lr_decay_at=["0.8", "1.5"]), "--lr_decay_at fractions"),
     (dict(mc_samples=0), "--mc_samples must be >= 1"),
+    (dict(learning_rate=float("nan")), "--learning_rate=nan is not a finite number"),
+    (dict(c_t=[2.0, float("inf")]), "--c_t=[2.0, inf] is not a finite number"),
 ])
 def test_bad_flags_raise_with_what_to_change(overrides, message):
     with pytest.raises(FlagError) as error:
@@ -91,20 +94,15 @@ def relative(path):
 
 
 def _parse_flagfile(path, *extra):
-    """absl's own parse of a flagfile; nested `--flagfile=` paths are relative to the current
-    directory, so it runs from the repository root like the trainer."""
-    values = absl_flags.FlagValues()
-    training_flags.define_flags(values)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(REPO)
-        values(["train", f"--flagfile={path}", *extra])
-    return training_flags.config_from_flags(values)
+    """The typed config of `--flagfile=PATH EXTRA...` as the trainer reads it."""
+    command = experiment_files.CommandLine(["train", f"--flagfile={path}", *extra])
+    return chain.parse_argv(command.argv)
 
 
 @pytest.fixture(scope="module")
 def experiments():
-    """`{path relative to flags/: raw flag dict}` of every experiment flagfile."""
-    return {relative(path): _parse_flagfile(path) for path in EXPERIMENT_FLAGFILES}
+    """`{path relative to flags/: {flag: value}}` of every experiment flagfile."""
+    return {relative(path): _parse_flagfile(path).flag_values() for path in EXPERIMENT_FLAGFILES}
 
 
 def own_assignments(path):
@@ -123,13 +121,11 @@ def test_experiment_flagfiles_are_found_in_every_folder():
 @pytest.mark.parametrize("path", EXPERIMENT_FLAGFILES, ids=relative)
 def test_every_flagfile_parses_and_resolves(path, tmp_path):
     raw = _parse_flagfile(path, f"--model_dir={tmp_path / 'run'}")
-    if raw["init_from"]:  # the previous stage does not exist here (its chain is checked below)
-        assert raw["init_from"].startswith("runs/"), raw["init_from"]
-        raw["init_from"] = None
-    if raw["data_dir"] and not os.path.isdir(raw["data_dir"]):
-        raw["data_dir"] = None
+    if raw.data.data_dir and not os.path.isdir(raw.data.data_dir):
+        raw.data.data_dir = None
     c = resolve_config(raw)
-    assert c["levels"] >= 1 and c["model_dir"] == str(tmp_path / "run")
+    assert c.model.levels >= 1 and c.trainer.model_dir == str(tmp_path / "run")
+    assert c.experiment == relative(path)[:-len(".cfg")]
 
 
 @pytest.mark.parametrize("path", EXPERIMENT_FLAGFILES, ids=relative)
@@ -140,21 +136,22 @@ def test_experiment_files_nest_a_family_file_and_state_only_what_differs(path):
         assert not [value for key, value in own if key == "flagfile"]
         return
     if name in ALIASES:
-        assert own == [("flagfile", f"flags/{ALIASES[name]}")]
+        assert own == [("flagfile", ALIASES[name])]
         return
     key, family = own[0]
-    assert key == "flagfile" and family.startswith("flags/common/"), own[0]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(REPO)
-        inherited = dict(flagfiles.read_assignments(family))
+    assert key == "flagfile" and family.startswith("../common/"), own[0]
+    family_file = experiment_files.find_flagfile(family, including_file=path)
+    inherited = dict(arg[2:].split("=", 1) for arg in experiment_files.read_flagfile(family_file))
     restated = [(k, v) for k, v in own[1:] if inherited.get(k) == v]
     assert not restated, f"{name} restates its family file's {restated}"
-    assert not {"model", "resolution", "model_dir", "init_from"} & set(inherited)
+    assert not {"model", "resolution", "model_dir", "init_from", "previous_stage"} & set(inherited)
+    # A run's directory follows from its name (runs/<experiment>) and its start from its chain.
+    assert not {"model_dir", "init_from"} & {k for k, _ in own}, name
 
 
 def test_family_files_hold_the_paper_hyper_parameters():
     def family(name):
-        raw = _parse_flagfile(os.path.join(FAMILY_DIR, name))
+        raw = _parse_flagfile(os.path.join(FAMILY_DIR, name)).flag_values()
         return {k: raw[k] for k in ("dataset", "epochs", "batch_size", "learning_rate",
                                     "lambda_f", "lambda_t", "lambda_r", "mc_samples",
                                     "eval_split", "eval_passes", "policy")}
@@ -173,20 +170,14 @@ def test_family_files_hold_the_paper_hyper_parameters():
         assert values["policy"] == "threshold" and values["eval_split"] == "validation"
 
 
-def test_every_init_from_is_the_previous_resolution_of_the_same_model(experiments):
-    by_model_dir = {}
-    for name, raw in experiments.items():
-        if name not in ALIASES:
-            by_model_dir.setdefault(os.path.normpath(raw["model_dir"]), []).append(name)
+def test_every_previous_stage_is_the_previous_resolution_of_the_same_model(experiments):
     chained = 0
     for name, raw in experiments.items():
-        if not raw["init_from"]:
+        if not raw["previous_stage"]:
             continue
-        previous = by_model_dir.get(os.path.normpath(raw["init_from"]), [])
-        assert len(previous) == 1, (name, raw["init_from"], previous)
-        before = experiments[previous[0]]
-        assert before["model"] == raw["model"], (name, previous[0])
-        assert before["resolution"] * 2 == raw["resolution"], (name, previous[0])
+        before = experiments[raw["previous_stage"] + ".cfg"]
+        assert before["model"] == raw["model"], (name, raw["previous_stage"])
+        assert before["resolution"] * 2 == raw["resolution"], (name, raw["previous_stage"])
         chained += 1
     assert chained  # the rule of which files chain is checked below
 
@@ -196,26 +187,15 @@ def test_chains_follow_the_paper(experiments):
     the previous resolution; MNIST: 56 px gradual variants beside from-scratch ones."""
     for name, raw in experiments.items():
         if name.startswith(("imagenet/", "multilevel/")):
-            assert bool(raw["init_from"]) == (raw["resolution"] >= 128), name
+            assert bool(raw["previous_stage"]) == (raw["resolution"] >= 128), name
         elif name.startswith("mnist/"):
-            assert bool(raw["init_from"]) == name.endswith("_gradual.cfg"), name
+            assert bool(raw["previous_stage"]) == name.endswith("_gradual.cfg"), name
             if name.endswith("_gradual.cfg"):
                 assert raw["resolution"] == 56
                 assert name.replace("_gradual", "") in experiments  # the from-scratch twin
     gradual_mnist = [n for n in experiments if n.startswith("mnist/") and "_gradual" in n]
     assert len([n for n in gradual_mnist if "/bl" in n]) == 3
     assert len([n for n in gradual_mnist if "/m" in n]) == 6
-
-
-def test_no_two_flagfiles_share_a_model_dir(experiments):
-    seen = {}
-    for name, raw in experiments.items():
-        if name in ALIASES:
-            assert raw["model_dir"] == experiments[ALIASES[name]]["model_dir"]
-            continue
-        model_dir = os.path.normpath(raw["model_dir"])
-        assert model_dir not in seen, f"{name} and {seen[model_dir]} share {model_dir}"
-        seen[model_dir] = name
 
 
 def test_paper_evaluation_protocol(experiments):
@@ -231,16 +211,18 @@ def test_paper_evaluation_protocol(experiments):
 
 
 def test_eval_split_defaults_to_validation():
-    assert default_config()["eval_split"] == "validation"
+    assert default_config().evaluation.split == "validation"
 
 
 def test_command_line_list_replaces_the_flagfiles(tmp_path):
     path = os.path.join(FLAGS_DIR, "multilevel", "imagenet_m2_128.cfg")
-    c = resolve_config(dict(_parse_flagfile(path, f"--model_dir={tmp_path}"), init_from=None))
-    assert c["c_t"] == [3.2, 13.5] and c["level_weights"] == [1.0, 1.0, 1.0]
-    c = resolve_config(dict(_parse_flagfile(path, f"--model_dir={tmp_path}", "--c_t=7",
-                                            "--level_weights=0,1,1"), init_from=None))
-    assert c["c_t"] == [7.0] and c["level_weights"] == [0.0, 1.0, 1.0]
+    c = resolve_config(_parse_flagfile(path, f"--model_dir={tmp_path}"))
+    assert c.learning_rule.target_locations == [3.2, 13.5]
+    assert c.learning_rule.level_weights == [1.0, 1.0, 1.0]
+    c = resolve_config(_parse_flagfile(path, f"--model_dir={tmp_path}", "--c_t=7",
+                                       "--level_weights=0,1,1"))
+    assert c.learning_rule.target_locations == [7.0]
+    assert c.learning_rule.level_weights == [0.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize("flag, message", [
@@ -249,10 +231,9 @@ def test_command_line_list_replaces_the_flagfiles(tmp_path):
     ("--c_t=2,3,4", "--c_t has 3 values for 2 levels"),
 ])
 def test_bad_list_values(flag, message, tmp_path):
-    raw = _parse_flagfile(os.path.join(FLAGS_DIR, "quickstart.cfg"), f"--model_dir={tmp_path}",
-                          flag)
-    with pytest.raises(FlagError) as error:
-        resolve_config(raw)
+    with pytest.raises(FlagError) as error:  # when read, or when resolved
+        resolve_config(_parse_flagfile(os.path.join(FLAGS_DIR, "quickstart.cfg"),
+                                       f"--model_dir={tmp_path}", flag))
     assert message in str(error.value)
 
 
@@ -261,8 +242,9 @@ def test_flagfile_overrides_and_multi_c_t(tmp_path):
     path.write_text("--model=imagenet_m2\n--dataset=imagenet2012\n--resolution=128\n"
                     "--c_t=3.2,13.5\n--level_weights=0,1,1\n# comment\n")
     c = resolve_config(_parse_flagfile(path, f"--model_dir={tmp_path}", "--epochs=3"))
-    assert c["c_t"] == [3.2, 13.5] and c["level_weights"] == [0.0, 1.0, 1.0]
-    assert c["epochs"] == 3 and c["levels"] == 3 and c["learning_rate"] == 0.001
+    assert c.learning_rule.target_locations == [3.2, 13.5]
+    assert c.learning_rule.level_weights == [0.0, 1.0, 1.0]
+    assert c.schedule.epochs == 3 and c.model.levels == 3 and c.schedule.learning_rate == 0.001
 
 
 def test_bad_command_line_values_get_one_usage_line_not_a_traceback():

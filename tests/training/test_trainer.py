@@ -12,6 +12,7 @@ from tests.helpers import tiny_config
 from tf_pyramid import runs
 from tf_pyramid.callbacks import AttentionImages
 from tf_pyramid.modeling import StepDecay
+from tf_pyramid.configs import ExperimentConfig
 from tf_pyramid.train import export_run
 from tf_pyramid.training import Trainer, evaluation
 
@@ -33,8 +34,11 @@ def finished_run(tmp_path_factory):
 def test_run_writes_config_checkpoints_metrics_model(finished_run):
     model_dir, trainer, result = finished_run
     config = json.loads((model_dir / "config.json").read_text())
-    assert config["model"] == "mnist_m1" and config["levels"] == 2 and config["c_t"] == [2.0]
+    assert config["model"]["name"] == "mnist_m1" and config["model"]["levels"] == 2
+    assert config["learning_rule"]["target_locations"] == [2.0]
     assert config["run"]["total_steps"] == 6 and config["run"]["num_classes"] == 10
+    assert ExperimentConfig.from_dict(config) == trainer.config.replace(
+        run=ExperimentConfig.from_dict(config).run)  # config.json reads back into the types
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-6")
     assert result["final_step"] == 6 and int(trainer.optimizer.iterations.numpy()) == 6
 

@@ -152,9 +152,9 @@ def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, s
     config = read_config(model_dir)
     if config is None:
         raise FileNotFoundError(f"{model_dir}: no config.json (not a training run directory).")
-    if config.get("dataset") != "mnist":
+    if config.data.dataset != "mnist":
         raise ValueError(f"Attention quality needs the digit's position: an MNIST run; "
-                         f"{model_dir} trained on {config.get('dataset')!r}.")
+                         f"{model_dir} trained on {config.data.dataset!r}.")
     if passes < 1:
         raise ValueError(f"passes must be >= 1; got {passes}.")
     model, _ = load_run_model(model_dir, checkpoint=checkpoint)
@@ -162,14 +162,13 @@ def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, s
         raise ValueError(f"{model_dir}: model {model.name!r} has no attention (a baseline).")
     convention = getattr(model, "input_convention", None) or {}
     value_range = tuple(convention.get("value_range") or mnist.VALUE_RANGE)
-    split = split or config.get("eval_split") or "validation"
+    split = split or config.evaluation.split
     examples = mnist.evaluation_examples_with_ink(
         split, resolution=model.input_size,
-        batch_size=batch_size or config.get("eval_batch_size") or config.get("batch_size") or 250,
-        variant=config.get("variant") or "plain", source=config.get("source") or "tfds",
-        data_dir=config.get("data_dir"), texture=config.get("texture"), seed=seed,
-        value_range=value_range)
-    policy = policy or config.get("policy") or None
+        batch_size=batch_size or config.evaluation.batch_size or config.schedule.batch_size,
+        variant=config.data.variant, source=config.data.source, data_dir=config.data.data_dir,
+        texture=config.data.texture, seed=seed, value_range=value_range)
+    policy = policy or config.model.policy
     batches = (batch for _ in range(passes) for batch in examples)
     result = measure_shares(model, batches, policy)
     result.update({"model_dir": str(model_dir), "split": split, "passes": passes,

@@ -5,9 +5,9 @@ work safe: checkpoints restored with fallback (`checkpoints`), atomic files (`fi
 which both use it and never import each other."""
 from tf_pyramid.runs.run_directory import (build_from_config, check_same_inputs, checkpoint_for,
                                            copy_module_weights,
-                                           learning_rule_from_config, load_run_model,
+                                           load_run_model,
                                            read_class_names, read_config, write_class_names)
 
 __all__ = ["build_from_config", "check_same_inputs", "checkpoint_for", "copy_module_weights",
-           "learning_rule_from_config", "load_run_model", "read_class_names", "read_config",
+           "load_run_model", "read_class_names", "read_config",
            "write_class_names"]

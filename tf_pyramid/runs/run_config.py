@@ -7,11 +7,13 @@ any other change (epochs, learning rate, batch size, the learning-rule weights, 
 and the config it replaces is kept as `config_history/NNN-until-step-S.json` before the new
 `config.json` is written.
 """
+import dataclasses
 import json
 import os
 
 from absl import logging
 
+from tf_pyramid.configs import ExperimentConfig
 from tf_pyramid.runs import files
 from tf_pyramid.runs.run_directory import CONFIG_FILE
 HISTORY_DIR = "config_history"
@@ -32,7 +34,7 @@ INCOMPATIBLE_RUN = {
                         "size or resize)",
 }
 # Settings of one process, not of the run: never compared.
-PER_PROCESS = ("model_dir", "stop_after_steps")
+PER_PROCESS = ("model_dir", "stages_dir", "stop_after_steps")
 
 
 class IncompatibleConfigError(ValueError):
@@ -45,32 +47,32 @@ def _plain(value):
 
 
 def read_saved(model_dir):
-    """The saved config.json of `model_dir` (None if absent); `DamagedFileError` if damaged."""
+    """The saved config.json of `model_dir` as an `ExperimentConfig` (None if absent);
+    `DamagedFileError` if damaged."""
     path = os.path.join(model_dir, CONFIG_FILE)
-    return files.read_json(path) if os.path.exists(path) else None
+    return ExperimentConfig.from_dict(files.read_json(path)) if os.path.exists(path) else None
 
 
 def compare(saved, config, run_info=None):
-    """`(incompatible, changed)`: lists of `(key, saved value, new value[, why])`.
+    """`(incompatible, changed)`: lists of `(flag, saved value, new value[, why])`.
 
-    `config` is the new resolved flag dict, `run_info` the new data facts (`num_classes`,
-    `channels`, `input_convention`) to check against the saved `run` section.
+    `saved` and `config` are `ExperimentConfig`s, `run_info` the new data facts (`num_classes`,
+    `channels`, `input_convention`) to check against the saved `run` facts.
     """
-    saved, config = _plain(saved), _plain(config)
+    old, new = _plain(saved.flag_values()), _plain(config.flag_values())
     incompatible, changed = [], []
-    for key in config:
-        if key in PER_PROCESS or key == "run" or key not in saved:
+    for key in new:
+        if key in PER_PROCESS or old[key] == new[key]:
             continue
-        if saved[key] != config[key]:
-            if key in INCOMPATIBLE:
-                incompatible.append((key, saved[key], config[key], INCOMPATIBLE[key]))
-            else:
-                changed.append((key, saved[key], config[key]))
-    saved_run = saved.get("run") or {}
+        if key in INCOMPATIBLE:
+            incompatible.append((key, old[key], new[key], INCOMPATIBLE[key]))
+        else:
+            changed.append((key, old[key], new[key]))
+    saved_run = dataclasses.asdict(saved.run) if saved.run else {}
     for key, why in INCOMPATIBLE_RUN.items():
-        new = _plain((run_info or {}).get(key))
-        if new is not None and saved_run.get(key) not in (None, new):
-            incompatible.append((f"run.{key}", saved_run[key], new, why))
+        value = _plain((run_info or {}).get(key))
+        if value is not None and saved_run.get(key) not in (None, value):
+            incompatible.append((f"run.{key}", saved_run[key], value, why))
     return incompatible, changed
 
 
@@ -114,9 +116,9 @@ def write_config(model_dir, config, step=0):
             os.makedirs(history, exist_ok=True)
             number = 1 + len([n for n in os.listdir(history) if n.endswith(".json")])
             kept = os.path.join(history, f"{number:03d}-until-step-{int(step)}.json")
-            files.write_json(kept, saved)
+            files.write_json(kept, saved.to_dict())
             logging.info("Kept the previous %s as %s.", CONFIG_FILE, kept)
-    files.write_json(path, config)
+    files.write_json(path, config.to_dict())
     return kept
 
 
@@ -125,6 +127,7 @@ def history(model_dir):
     folder = os.path.join(model_dir, HISTORY_DIR)
     names = sorted(n for n in os.listdir(folder) if n.endswith(".json")) \
         if os.path.isdir(folder) else []
-    configs = [files.read_json(os.path.join(folder, n)) for n in names]
+    configs = [ExperimentConfig.from_dict(files.read_json(os.path.join(folder, n)))
+               for n in names]
     current = read_saved(model_dir)
     return configs + ([current] if current is not None else [])

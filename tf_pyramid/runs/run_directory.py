@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_pyramid.configs import ExperimentConfig, RunFacts
 from tf_pyramid.modeling import build_model, is_pyramid
 from tf_pyramid.runs import checkpoints, files
 
@@ -20,36 +21,23 @@ CHECKPOINT_DIR = "checkpoints"
 CLASS_INDEX_FILE = "class_index.txt"  # folder datasets: line i names class i
 
 
-def learning_rule_from_config(config):
-    """`model.compile(learning_rule=...)` from resolved trainer flags."""
-    return {"lambda_f": config["lambda_f"], "lambda_t": config["lambda_t"],
-            "lambda_r": config["lambda_r"],
-            "target_locations": list(config["c_t"]) or None,
-            "target_cell_probability": config["c_r"],
-            "mc_samples": config["mc_samples"],
-            "level_weights": list(config["level_weights"]) or None,
-            "baseline_decay": config["baseline_decay"]}
-
-
 def build_from_config(config, num_classes=None, input_convention=None):
-    """The run's model (pyramid or baseline), untrained and uncompiled.
+    """The run's model (pyramid or baseline) from an `ExperimentConfig`, untrained, uncompiled.
 
-    `num_classes` and `input_convention` (a dict) default to the config's `run` section, which
-    the trainer writes once it has seen the data.
+    `num_classes` and `input_convention` (a dict) default to the config's `run` facts, which the
+    trainer writes once it has seen the data.
     """
-    run = config.get("run") or {}
-    num_classes = num_classes if num_classes is not None else run.get("num_classes")
-    convention = input_convention if input_convention is not None else run.get(
-        "input_convention")
+    run = config.run or RunFacts()
+    num_classes = num_classes if num_classes is not None else run.num_classes
+    convention = input_convention if input_convention is not None else run.input_convention
     if num_classes is None or convention is None:
         raise ValueError("The run config has no `run` section (num_classes, input_convention): "
                          "it was not written by the trainer.")
-    name, levels = config["model"], config["levels"]
-    kwargs = dict(levels=levels, num_classes=num_classes, channels=convention["channels"],
-                  input_convention=convention)
-    if is_pyramid(name):
-        kwargs.update(policy=config.get("policy") or "threshold", seed=config.get("seed"))
-    return build_model(name, **kwargs)
+    kwargs = dict(levels=config.model.levels, num_classes=num_classes,
+                  channels=convention["channels"], input_convention=convention)
+    if is_pyramid(config.model.name):
+        kwargs.update(policy=config.model.policy or "threshold", seed=config.trainer.seed)
+    return build_model(config.model.name, **kwargs)
 
 
 def checkpoint_for(model, **others):
@@ -59,11 +47,11 @@ def checkpoint_for(model, **others):
 
 
 def read_config(model_dir):
-    """The run's config.json as a dict, or None when there is none."""
+    """The run's config.json as an `ExperimentConfig`, or None when there is none."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    return files.read_json(path)
+    return ExperimentConfig.from_dict(files.read_json(path))
 
 
 def read_class_names(model_dir):
@@ -102,7 +90,7 @@ def load_run_model(path, checkpoint=None, prefer_checkpoint=False, compile=False
     model = build_from_config(config)
     if compile:
         model.compile(optimizer=keras.optimizers.Adam(),
-                      learning_rule=learning_rule_from_config(config))
+                      learning_rule=config.learning_rule.to_learning_rule())
     if checkpoint:
         return model, checkpoints.restore_file(checkpoint_for(model), checkpoint, partial=True)
     return model, checkpoints.restore_newest(checkpoint_for(model), checkpoint_dir,

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pyramid import runs
+from tf_pyramid.configs import ExperimentConfig
 from tf_pyramid.data import build_dataset, evaluate_redrawn
 
 LEVEL_KEYS = ("accuracy", "mean_locations", "mean_macs")  # per-level entries of metrics.json
@@ -110,46 +111,49 @@ def scalar_logs(result, prefix=""):
 
 
 def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=None,
-                 use_checkpoint=False, num_passes=None, batch_size=None, seed=None, **data):
+                 use_checkpoint=False, num_passes=None, batch_size=None, seed=None, **overrides):
     """The per-level JSON dict for a run directory or .keras file (`python -m
     tf_pyramid.evaluate`): model.keras, or the latest / a given checkpoint; data settings from the
     run's config.json unless overridden; `levels` re-runs the modules with that many levels."""
-    config = runs.read_config(model_dir) or {}
+    config = runs.read_config(model_dir) or ExperimentConfig()
     model, where = runs.load_run_model(model_dir, checkpoint=checkpoint,
                                        prefer_checkpoint=use_checkpoint)
     pyramid = model.has_attention
-    trained_levels = getattr(model, "levels", None) or config.get("levels") or 1
+    trained_levels = getattr(model, "levels", None) or config.model.levels or 1
+    if levels is not None and levels < 1:
+        raise ValueError(f"--levels must be >= 1; got {levels}.")
     if levels and levels != trained_levels:
         # Module weights are depth independent: the same modules, another depth.
         resolution = model.input_size * 2 ** (levels - trained_levels)
         convention = dict(model.input_convention or {}, input_size=resolution)
         rebuilt = runs.build_from_config(
-            dict(config, model=config.get("model") or model.name, levels=levels),
+            config.replace(model={"name": config.model.name or model.name, "levels": levels}),
             model.num_classes, convention)
         runs.copy_module_weights(model, rebuilt)
         model = rebuilt
     resolution = model.input_size
-    policy = policy or config.get("policy") or "threshold"
-    dataset_name = data.get("dataset") or config.get("dataset")
+    policy = policy or config.model.policy or "threshold"
+    data = config.data
+    dataset_name = overrides.get("dataset") or data.dataset
     if not dataset_name:
         raise ValueError(f"{model_dir} has no config.json naming the dataset: pass --dataset.")
-    split = split or config.get("eval_split") or "validation"
-    num_passes = num_passes or config.get("eval_passes") or 1
-    seed = seed if seed is not None else config.get("seed")
+    split = split or config.evaluation.split
+    num_passes = num_passes or config.evaluation.passes
+    seed = seed if seed is not None else config.trainer.seed
     if seed is not None:  # as the trainer does: the same seed gives the same re-drawn images
         tf.random.set_seed(seed)
     dataset, info = build_dataset(
         dataset_name, split, resolution=resolution,
-        batch_size=batch_size or config.get("eval_batch_size") or 128, training=False,
-        variant=data.get("variant") or config.get("variant", "plain"),
-        source=data.get("source") or config.get("source", "tfds"),
-        data_dir=data.get("data_dir") or config.get("data_dir"), texture=config.get("texture"),
+        batch_size=batch_size or config.evaluation.batch_size or config.schedule.batch_size,
+        training=False, variant=overrides.get("variant") or data.variant,
+        source=overrides.get("source") or data.source,
+        data_dir=overrides.get("data_dir") or data.data_dir, texture=data.texture,
         seed=seed, class_names=runs.read_class_names(model_dir),
-        validation_fraction=config.get("validation_fraction"))
+        validation_fraction=data.validation_fraction)
     runs.check_same_inputs(model, info.input_convention.get_config(), where)
     result = Evaluator(model, tf.distribute.get_strategy(),
                        policy if pyramid else None).evaluate(dataset, num_passes)
-    return {"levels": result["levels"], "model": config.get("model") or model.name,
+    return {"levels": result["levels"], "model": config.model.name or model.name,
             "split": split, "policy": policy if pyramid else None, "passes": num_passes,
             "dataset": dataset_name,
             "resolution": resolution, "source_file": where,

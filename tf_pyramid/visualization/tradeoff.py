@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from tf_pyramid.configs import ExperimentConfig
+
 DPI = 100
 REQUIRED = ("accuracy", "mean_macs")
 
@@ -44,12 +46,14 @@ def load_results(path, label=None):
     points.sort()
     run_dir = directory or os.path.dirname(os.path.abspath(file))
     config_path = os.path.join(run_dir, "config.json")
-    config = _read_json(config_path) if os.path.exists(config_path) else {}
-    model_name = str(data.get("model") or config.get("model") or "")
+    config = ExperimentConfig.from_dict(_read_json(config_path) if os.path.exists(config_path)
+                                        else {})
+    model_name = str(data.get("model") or config.model.name or "")
     if label is None:
         label = data.get("label")
     if label is None and model_name:
-        label = model_name + (f" {config['resolution']}px" if config.get("resolution") else "")
+        resolution = config.model.resolution
+        label = model_name + (f" {resolution}px" if resolution else "")
     if label is None:
         stem = os.path.splitext(os.path.basename(file))[0]
         label = os.path.basename(run_dir) if stem == "metrics" else stem
