@@ -9,12 +9,13 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 # Sub-package -> the sub-packages of tf_pyramid it may import (itself always allowed).
 ALLOWED = {
+    "configs": set(),
     "modeling": set(),
     "data": set(),
-    "runs": {"modeling", "data"},
-    "training": {"runs", "modeling", "data", "callbacks", "visualization"},
+    "runs": {"modeling", "data", "configs"},
+    "training": {"runs", "modeling", "data", "callbacks", "visualization", "configs"},
     "serving": {"runs", "modeling", "data"},
-    "visualization": {"modeling", "data"},
+    "visualization": {"modeling", "data", "configs"},
     "callbacks": {"modeling", "data", "visualization"},
     "analysis": {"modeling", "data", "runs"},
 }

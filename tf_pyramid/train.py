@@ -20,7 +20,8 @@ evaluation), model.keras and export/<version> (TF Serving). See docs/training.md
 
 Exit status: 0 done (or stopped by --stop_after_steps), 2 bad flags or a run directory that
 cannot be used (locked by another training, incompatible settings, no checkpoint restores, a
-damaged file), 128 + N when signal N interrupted training (143 for SIGTERM, 130 for Ctrl-C) after
+damaged file), 3 training diverged (a loss or weight not finite; nothing non-finite was saved, the
+last finite checkpoint is kept), 128 + N when signal N interrupted training (143 for SIGTERM, 130 for Ctrl-C) after
 saving a checkpoint: rerun the same command to resume.
 """
 import os
@@ -47,6 +48,7 @@ flags.DEFINE_boolean("list_experiments", False, "List the paper's experiments (-
                      "with one line each, and exit.")
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
 UNUSABLE_RUN = (lock.LockedError, run_config.IncompatibleConfigError, checkpoints.CheckpointError,
                 files.DamagedFileError)
 _command_line = None  # the `experiments.CommandLine` that `run()` parsed
@@ -89,6 +91,9 @@ def main(argv):
     except UNUSABLE_RUN as error:  # the run directory cannot be used as it is
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except FloatingPointError as error:  # diverged: nothing non-finite was saved
+        print(f"Error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
     where = (f" (stage {result['stage']} of {result['stages']})"
              if result.get("stages", 1) > 1 else "")
     if result.get("signal"):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import REPO, python_env, tiny_args, tiny_config
+from tests.helpers import REPO, python_env, run_module, tiny_args, tiny_config
 from tf_pyramid import runs, serving
 from tf_pyramid.runs import files, run_config
 from tf_pyramid.training import Trainer, evaluation
@@ -234,3 +234,28 @@ def test_second_run_refused_and_sigterm_exits_143_then_resumes(tmp_path, train_c
     trainer.setup()
     trainer.close()
     assert trainer.initial_step == step and int(trainer.optimizer.iterations.numpy()) == step
+
+
+def test_a_non_finite_state_is_never_checkpointed(tmp_path):
+    """A checkpoint with NaN weights would be what every rerun resumes from: it is refused, and
+    the last finite checkpoint stays the newest."""
+    model_dir = tmp_path / "run"
+    trainer = Trainer(_config(model_dir, stop_after_steps=2))
+    trainer.run()
+    kept = list(trainer.manager.checkpoints)
+    weight = trainer.model.trainable_variables[0]
+    weight.assign(np.full(weight.shape, np.nan, np.float32))
+    trainer.step.assign(3)
+    with pytest.raises(FloatingPointError, match=r"Training diverged: 1 variable\(s\) are not "
+                       r"finite at step 3 .*No checkpoint was written; the last finite one"):
+        trainer.save_checkpoint("test")
+    assert list(trainer.manager.checkpoints) == kept
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-2")
+
+
+def test_non_finite_flag_values_are_refused_on_the_command_line(tmp_path):
+    model_dir = tmp_path / "run"
+    process = run_module("tf_pyramid.train", tiny_args(model_dir, learning_rate="nan"))
+    assert process.returncode == 2, process.stderr[-2000:]
+    assert "Error: --learning_rate=nan is not a finite number" in process.stderr
+    assert "Traceback" not in process.stderr and not model_dir.exists()

@@ -3,8 +3,8 @@
 Terms, for the traversal truncated after `z` levels (eq. 6 weighs several such `z`):
   cross-entropy       mean_i -log p(y_i | l_i, x_i)
   REINFORCE (eq. 13)  mean_i -lambda_f * sg(log p(y_i|l_i,x_i) - b_z) * log p(l_i|x_i)
-  R_t (eq. 14)        lambda_t / 2 * (mean_i p_t^i - c_t^z)**2
-  R_r (eq. 15)        lambda_r / (2 g) * sum_k (pbar_k - c_r)**2
+  R_t (eq. 2)         lambda_t / 2 * (mean_i p_t^i - c_t^z)**2
+  R_r (eq. 3)         lambda_r / (2 g) * sum_k (pbar_k - c_r)**2
 `tf.stop_gradient` before the location module and on the hard masks routes the last three terms to
 the location module only, and keeps cross-entropy away from it.
 """
@@ -16,7 +16,7 @@ DEFAULTS = {
     "lambda_r": 0.0,
     "target_locations": None,       # c_t: float, or one value per depth 2..L (eq. 6)
     "target_cell_probability": None,  # c_r; None = consistent with c_t (see below)
-    "mc_samples": 2,                # M (paper A.4: 2 for every experiment)
+    "mc_samples": 2,                # M (paper A.5.2, A.6.2: 2 for every experiment)
     "level_weights": None,          # lambda_z for depths 1..L; None = deepest level only (eq. 4)
     "baseline_decay": 0.9,          # eq. 12
 }
@@ -59,7 +59,7 @@ def _replica_share(value, gradient_surrogate):
 
 
 def target_locations_penalty(expected_locations, target, lambda_t):
-    """R_t of eq. 14 on the global batch of p_t values (this replica's share of it).
+    """R_t of eq. 2 on the global batch of p_t values (this replica's share of it).
 
     The mean over the global batch is formed before squaring (all-reduced sums), so several
     replicas give the same term as one device with the whole batch.
@@ -74,7 +74,7 @@ def target_locations_penalty(expected_locations, target, lambda_t):
 
 
 def uniformity_penalty(cell_prob_sum, applications, target, lambda_r):
-    """R_r of eq. 15 on the global batch (this replica's share); `cell_prob_sum` [N, g],
+    """R_r of eq. 3 on the global batch (this replica's share); `cell_prob_sum` [N, g],
     `applications` [N] as returned by the model. pbar_k pools every replica's applications."""
     local_sum = tf.reduce_sum(cell_prob_sum, axis=0)                          # [g]
     count = tf.maximum(_global_sum(tf.reduce_sum(tf.cast(applications, tf.float32))), 1.0)

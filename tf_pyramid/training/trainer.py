@@ -252,7 +252,22 @@ class Trainer:
 
         return train_steps
 
+    def _non_finite_state(self):
+        """Names of the model or optimizer variables holding a NaN or an infinity."""
+        variables = list(self.model.weights) + list(self.optimizer.variables)
+        return [v.path for v in variables if tf.as_dtype(v.dtype).is_floating
+                and not bool(tf.reduce_all(tf.math.is_finite(v)))]
+
     def save_checkpoint(self, reason):
+        """Saves the training state, unless it is not finite: resume trusts the newest
+        checkpoint, so a NaN one would poison every rerun (`FloatingPointError` instead)."""
+        broken = self._non_finite_state()
+        if broken:
+            raise FloatingPointError(
+                f"Training diverged: {len(broken)} variable(s) are not finite at step "
+                f"{int(self.step.numpy())} (e.g. {', '.join(broken[:3])}). No checkpoint was "
+                f"written; the last finite one ({self.manager.latest_checkpoint}) is kept. "
+                "Lower --learning_rate, then rerun to resume from it.")
         path = self.manager.save(checkpoint_number=int(self.step.numpy()))
         if self.is_chief:
             logging.info("Checkpoint %s (%s).", path, reason)
@@ -304,8 +319,10 @@ class Trainer:
                         iterator, tf.constant(n, tf.int32)).items()}
                     if not np.isfinite(logs["loss"]):
                         raise FloatingPointError(
-                            f"Loss is {logs['loss']} at step {step + n}; the last checkpoint "
-                            f"({self.manager.latest_checkpoint}) is kept. Lower --learning_rate.")
+                            f"Training diverged: the loss is {logs['loss']} at step {step + n}. "
+                            "No checkpoint was written; the last finite one "
+                            f"({self.manager.latest_checkpoint}) is kept. Lower --learning_rate, "
+                            "then rerun to resume from it.")
                     step = self.current_step = step + n
                     self.step.assign(step)
                     logs["learning_rate"] = float(self.schedule(step - 1))
