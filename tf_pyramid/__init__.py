@@ -12,6 +12,6 @@ from tf_pyramid.modeling import StepDecay
 from tf_pyramid.modeling import build_model
 from tf_pyramid.modeling import layers
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = ["MODEL_NAMES", "AnytimeClassifier", "BaselineClassifier", "PyramidClassifier",
            "StepDecay", "build_model", "layers"]

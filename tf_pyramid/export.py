@@ -46,5 +46,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Entry point of the console script (setup.cfg)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,8 +1,6 @@
 """The contract the pyramid model and the baselines share, and the learning rule's `train_step`."""
 import keras
 import tensorflow as tf
-from keras.src.saving import serialization_lib
-from keras.src.utils import tracking
 
 from tf_pyramid.modeling import learning_rule as rules
 
@@ -86,7 +84,6 @@ class AnytimeClassifier(keras.Model):
 
     # ------------------------------------------------------------------------------------
     # The learning rule, through compile().
-    @tracking.no_automatic_dependency_tracking
     def compile(self, optimizer="adam", learning_rule=None, **kwargs):
         """`keras.Model.compile` plus the paper's learning rule (a dict, see
         `learning_rule.DEFAULTS`; None = cross-entropy of the deepest level).
@@ -100,20 +97,25 @@ class AnytimeClassifier(keras.Model):
         resolved = rules.resolve_learning_rule(rule, self.exit_levels)
         super().compile(optimizer=optimizer, **kwargs)
         self._set_learning_rule(resolved)
-        # Not a Keras-tracked weight (state may not be added to a built model); a model
-        # attribute all the same, so `tf.train.Checkpoint(model=...)` saves and restores it.
-        self.reward_baseline = keras.Variable(
+        # A tf.Variable, not a keras.Variable: Keras tracks only its own variables, and adding
+        # one to a built model is refused (nor should the baseline be one of the model's
+        # weights); TensorFlow's attribute tracking still makes it `model/reward_baseline` of
+        # `tf.train.Checkpoint(model=...)`, so checkpoints save and restore it.
+        self.reward_baseline = tf.Variable(
             tf.zeros([self.exit_levels]) if baseline is None else [float(v) for v in baseline],
-            dtype="float32", trainable=False, name="reward_baseline",
-            aggregation="only_first_replica")
+            dtype=tf.float32, trainable=False, name="reward_baseline",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         names = ["loss", "cross_entropy"]
         if self.exit_levels > 1:
             names += ["reinforce", "target_locations", "uniformity", "num_locations",
                       "location_probability", "location_entropy"]
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        trackers = {name: keras.metrics.Mean(name=name) for name in names}
         for depth in range(1, self.exit_levels + 1):
-            self._trackers[f"level_{depth}_accuracy"] = keras.metrics.SparseCategoricalAccuracy(
+            trackers[f"level_{depth}_accuracy"] = keras.metrics.SparseCategoricalAccuracy(
                 name=f"level_{depth}_accuracy")
+        # Past Keras' attribute tracking, which refuses new metrics on a built model; `metrics`
+        # lists them, so Keras resets them each epoch.
+        object.__setattr__(self, "_trackers", trackers)
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -126,7 +128,7 @@ class AnytimeClassifier(keras.Model):
     def compile_from_config(self, config):
         config = dict(config)
         rule = config.pop("learning_rule", None)
-        config = serialization_lib.deserialize_keras_object(config)
+        config = keras.saving.deserialize_keras_object(config)
         if rule is not None:
             rule = {key: list(value) if isinstance(value, (list, tuple)) else value
                     for key, value in rule.items()}
