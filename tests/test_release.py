@@ -111,14 +111,14 @@ def _run(args, cwd, timeout=300):
     return process
 
 
-def train_quickstart(bin_dir, package_dir, model_dir, cwd):
-    """The user's training command, run by the installed console script with data, epochs and
-    evaluation cut down. When experiments resolve by name inside the package (issue 22, item 3),
-    this becomes `tf-pyramid-train --experiment=quickstart ...` without the flagfile path."""
-    return _run([os.path.join(bin_dir, "tf-pyramid-train"),
-                 f"--flagfile={os.path.join(package_dir, 'flags', 'quickstart.cfg')}",
-                 "--epochs=1", "--steps_per_epoch=2", "--eval_passes=1",
-                 f"--model_dir={model_dir}", "--resolution=28"], cwd=cwd, timeout=600)
+def train_experiment(bin_dir, package_dir, model_dir, cwd):  # noqa: ARG001
+    """The user's training command: a paper experiment by name (its flagfile nests the MNIST
+    family files inside the installed package), run by the installed console script with data,
+    epochs, resolution and evaluation overridden."""
+    return _run([os.path.join(bin_dir, "tf-pyramid-train"), "--experiment=mnist/m2_56_ct6",
+                 "--source=bundled", "--resolution=28", "--c_t=2", "--epochs=1",
+                 "--steps_per_epoch=2", "--batch_size=16", "--eval_passes=1",
+                 f"--model_dir={model_dir}"], cwd=cwd, timeout=600)
 
 
 INSPECT_INSTALL = """
@@ -174,7 +174,7 @@ def test_wheel_installs_into_a_fresh_environment_and_trains_outside_the_checkout
         assert os.access(os.path.join(bin_dir, script), os.X_OK), sorted(os.listdir(bin_dir))
 
     run_dir = tmp_path / "run"
-    train_quickstart(bin_dir, package_dir, run_dir, cwd=user_dir)
+    train_experiment(bin_dir, package_dir, run_dir, cwd=user_dir)
     assert (run_dir / "model.keras").is_file(), sorted(os.listdir(run_dir))
     assert not (user_dir / "runs").exists()  # --model_dir took the place of the flagfile's
 
