@@ -49,17 +49,18 @@ def main(argv):
         print("Error: --model_dir is required (a training run directory or a .keras file).",
               file=sys.stderr)
         return 2
-    if not os.path.exists(FLAGS.model_dir):
+    model_dir = os.path.expanduser(FLAGS.model_dir)
+    if not os.path.exists(model_dir):
         print(f"Error: --model_dir={FLAGS.model_dir} does not exist.", file=sys.stderr)
         return 2
     from tf_pyramid.training import evaluation  # noqa: PLC0415  (imports TensorFlow)
     try:
         result = evaluation.evaluate_run(
-            FLAGS.model_dir, policy=FLAGS.policy, levels=FLAGS.levels, split=FLAGS.eval_split,
+            model_dir, policy=FLAGS.policy, levels=FLAGS.levels, split=FLAGS.eval_split,
             checkpoint=FLAGS.checkpoint, use_checkpoint=FLAGS.use_checkpoint,
             num_passes=FLAGS.eval_passes, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
             dataset=FLAGS.dataset, variant=FLAGS.variant, source=FLAGS.source,
-            data_dir=FLAGS.data_dir)
+            data_dir=FLAGS.data_dir and os.path.expanduser(FLAGS.data_dir))
     except (ValueError, FileNotFoundError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2

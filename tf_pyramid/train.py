@@ -57,8 +57,13 @@ _command_line = None  # the `experiments.CommandLine` that `run()` parsed
 def export_run(model_dir):
     """The end-of-run export: DIR/model.keras -> DIR/export/<next version>/ for TF Serving."""
     from tf_pyramid import serving  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415  (serving imports it anyway)
     model, _ = serving.load_model(model_dir)
-    path = serving.export_saved_model(model, os.path.join(model_dir, "export"))
+    try:
+        path = serving.export_saved_model(model, os.path.join(model_dir, "export"))
+    except tf.errors.OpError as error:  # e.g. a full disk: one line, not a traceback
+        raise OSError(f"Cannot write the export to {model_dir}/export: {error.message}") \
+            from error
     logging.info("Exported the SavedModel to %s.", path)
     return path
 
@@ -94,6 +99,10 @@ def main(argv):
     except FloatingPointError as error:  # diverged: nothing non-finite was saved
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
+    except OSError as error:  # a full disk, a permission: the last checkpoint is kept
+        print(f"Error: {error}. The last checkpoint is kept: free space (or fix the permissions) "
+              "and rerun the same command to resume.", file=sys.stderr)
+        return EXIT_USAGE
     where = (f" (stage {result['stage']} of {result['stages']})"
              if result.get("stages", 1) > 1 else "")
     if result.get("signal"):

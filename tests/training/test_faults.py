@@ -259,3 +259,66 @@ def test_non_finite_flag_values_are_refused_on_the_command_line(tmp_path):
     assert process.returncode == 2, process.stderr[-2000:]
     assert "Error: --learning_rate=nan is not a finite number" in process.stderr
     assert "Traceback" not in process.stderr and not model_dir.exists()
+
+
+@pytest.mark.slow  # two fresh processes
+def test_init_from_a_run_that_has_only_checkpoints(tmp_path):
+    """A stage interrupted before its end has checkpoints but no model.keras: the next stage
+    starts from its newest checkpoint (the optimizer it is compiled with matches the run's)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    stopped = run_module("tf_pyramid.train", tiny_args(first, stop_after_steps=3))
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    assert not (first / "model.keras").exists() and (first / "checkpoints").is_dir()
+    process = run_module("tf_pyramid.train", tiny_args(second, init_from=str(first), epochs=1,
+                                                       steps_per_epoch=1))
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert f"module weight arrays from {first / 'checkpoints' / 'ckpt-3'}" in process.stderr
+    assert (second / "metrics.json").exists()
+    other = run_module("tf_pyramid.train", tiny_args(tmp_path / "c", init_from=str(first),
+                                                     model="mnist_bl1"))
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr[-2000:]
+    assert f"Error: --init_from={first} cannot start this run" in other.stderr
+
+
+def test_a_baseline_ignores_the_pyramid_learning_rule(tmp_path):
+    """The quickstart's multi-level rule (--level_weights=1,1) with --model=mnist_bl2: the
+    baseline trains on cross-entropy; the ignored flags are named in a warning."""
+    config = _config(tmp_path / "run", model="mnist_bl2", level_weights=[1.0, 1.0], epochs=1,
+                     steps_per_epoch=1)
+    trainer = Trainer(config)
+    trainer.setup()
+    trainer.close()
+    assert trainer.model.learning_rule["level_weights"] == [1.0]
+    assert trainer.model.learning_rule["lambda_f"] == 0.0
+
+
+def test_leftovers_of_a_killed_writer_are_removed_at_the_next_start(stopped_run, tmp_path):
+    model_dir = _copy(stopped_run, tmp_path)
+    (model_dir / ".model.keras.tmp-12345.keras").write_bytes(b"PK partial")
+    (model_dir / ".metrics.json.tmp-99").write_text("{")
+    (model_dir / "checkpoints" / "ckpt-9_temp").mkdir()
+    (model_dir / "checkpoints" / "ckpt-9_temp" / "part-00000-of-00001.data").write_bytes(b"x")
+    (model_dir / "notes.tmp-1.txt").write_text("mine")  # not ours: kept
+    trainer = Trainer(_config(model_dir))
+    trainer.setup()
+    trainer.close()
+    names = set(os.listdir(model_dir)) | set(os.listdir(model_dir / "checkpoints"))
+    assert not {".model.keras.tmp-12345.keras", ".metrics.json.tmp-99", "ckpt-9_temp"} & names
+    assert "notes.tmp-1.txt" in names
+
+
+def test_full_disk_at_the_end_is_one_line_and_exit_2(stopped_run, tmp_path, train_cli, capsys,
+                                                   monkeypatch):
+    model_dir = _copy(stopped_run, tmp_path)
+    real_open = builtins.open
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        if str(file).endswith(".keras") and "w" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    assert train_cli(tiny_args(model_dir, **dict(FAULTS, epochs=1))) == 2
+    stderr = capsys.readouterr().err
+    assert "Error: [Errno 28] No space left on device" in stderr
+    assert "The last checkpoint is kept" in stderr and "Traceback" not in stderr

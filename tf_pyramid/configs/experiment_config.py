@@ -75,11 +75,14 @@ class LearningRuleConfig:
     baseline_decay: float = setting(0.9, "baseline_decay", "Decay of the moving-average reward "
                                     "baseline (eq. 12).")
 
-    def to_learning_rule(self):
-        """`model.compile(learning_rule=...)`: empty lists mean the rule's defaults."""
+    def to_learning_rule(self, pyramid=True):
+        """`model.compile(learning_rule=...)`: empty lists mean the rule's defaults. A baseline
+        (`pyramid=False`) trains on cross-entropy alone: the attention terms are left out."""
         rule = dataclasses.asdict(self)
         for key in ("target_locations", "level_weights"):
             rule[key] = list(rule[key]) or None
+        if not pyramid:
+            rule = {key: rule[key] for key in ("mc_samples", "baseline_decay")}
         return rule
 
 

@@ -6,6 +6,8 @@ disk or a kill during the write leaves the previous file, and no temporary file,
 """
 import json
 import os
+import re
+import shutil
 import zipfile
 
 import numpy as np
@@ -24,6 +26,30 @@ def json_default(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+TEMPORARY_NAME = re.compile(r"^\..+\.tmp-\d+(\.\w+)?$")     # ours: .NAME.tmp-PID[.keras]
+CHECKPOINT_TEMPORARY = re.compile(r"^ckpt-\d+_temp$")         # TensorFlow's, mid-save
+
+
+def remove_leftovers(directory):
+    """Removes the temporary files a killed writer left in a run directory (and its
+    checkpoints/): call only while holding the run's lock, when nothing else writes there.
+    Returns the removed paths."""
+    removed = []
+    for folder in (directory, os.path.join(directory, "checkpoints")):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            if TEMPORARY_NAME.match(name) and os.path.isfile(path):
+                os.remove(path)
+            elif CHECKPOINT_TEMPORARY.match(name) and os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                continue
+            removed.append(path)
+    return removed
 
 
 def _temporary_name(path, suffix=""):

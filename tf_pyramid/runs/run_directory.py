@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pyramid.configs import ExperimentConfig, RunFacts
-from tf_pyramid.modeling import build_model, is_pyramid
+from tf_pyramid.modeling import StepDecay, build_model, is_pyramid
 from tf_pyramid.runs import checkpoints, files
 
 CONFIG_FILE = "config.json"
@@ -38,6 +38,18 @@ def build_from_config(config, num_classes=None, input_convention=None):
     if is_pyramid(config.model.name):
         kwargs.update(policy=config.model.policy or "threshold", seed=config.trainer.seed)
     return build_model(config.model.name, **kwargs)
+
+
+def learning_rate_schedule(config, total_steps):
+    """The run's learning rate: constant, x factor at the `lr_decay_at` fractions of the steps."""
+    return StepDecay(config.schedule.learning_rate, total_steps, config.schedule.lr_decay_at,
+                     config.schedule.lr_decay_factor)
+
+
+def make_optimizer(schedule):
+    """The training runs' optimizer (paper A.5.2, A.6.2): Adam(0.9, 0.999, 1e-8) on `schedule`.
+    A checkpoint's optimizer slots match only an optimizer built the same way (by position)."""
+    return keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
 
 
 def checkpoint_for(model, **others):
@@ -88,9 +100,11 @@ def load_run_model(path, checkpoint=None, prefer_checkpoint=False, compile=False
     if config is None or not (checkpoint or checkpoints.has_checkpoints(checkpoint_dir)):
         raise FileNotFoundError(f"{path}: no {MODEL_FILE}, or no {CONFIG_FILE} and checkpoint.")
     model = build_from_config(config)
-    if compile:
-        model.compile(optimizer=keras.optimizers.Adam(),
-                      learning_rule=config.learning_rule.to_learning_rule())
+    if compile:  # an optimizer like the run's: its slots are in the checkpoint, by position
+        total_steps = (config.run.total_steps if config.run else None) or 1
+        model.compile(optimizer=make_optimizer(learning_rate_schedule(config, total_steps)),
+                      learning_rule=config.learning_rule.to_learning_rule(
+                          is_pyramid(config.model.name)))
     if checkpoint:
         return model, checkpoints.restore_file(checkpoint_for(model), checkpoint, partial=True)
     return model, checkpoints.restore_newest(checkpoint_for(model), checkpoint_dir,

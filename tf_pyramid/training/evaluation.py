@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pyramid import runs
+from tf_pyramid.modeling import attention_policy
 from tf_pyramid.configs import ExperimentConfig
 from tf_pyramid.data import build_dataset, evaluate_redrawn
 
@@ -133,6 +134,8 @@ def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=Non
         model = rebuilt
     resolution = model.input_size
     policy = policy or config.model.policy or "threshold"
+    if pyramid:  # before any data is read: a bad policy is a usage error, not a trace failure
+        attention_policy.parse_policy(policy)
     data = config.data
     dataset_name = overrides.get("dataset") or data.dataset
     if not dataset_name:

@@ -38,7 +38,7 @@ from tf_pyramid.configs import RunFacts
 from tf_pyramid.data import build_dataset, check_split
 from tf_pyramid.runs import checkpoints, files, run_config
 from tf_pyramid.runs import lock as run_lock
-from tf_pyramid.modeling import StepDecay
+from tf_pyramid.modeling import is_pyramid
 from tf_pyramid.training import actions as actions_lib
 from tf_pyramid.training import evaluation
 from tf_pyramid.training import strategy as strategy_lib
@@ -82,6 +82,8 @@ class Trainer:
         os.makedirs(self.write_dir, exist_ok=True)
         if self.is_chief and self.lock is None:
             self.lock = run_lock.lock_run_dir(self.model_dir)
+            for path in files.remove_leftovers(self.model_dir):
+                logging.info("Removed %s, left by a process killed while writing it.", path)
         self.replicas = strategy.num_replicas_in_sync
         if c.schedule.batch_size % self.replicas:
             raise FlagError(f"--batch_size={c.schedule.batch_size} is not divisible by the "
@@ -143,12 +145,11 @@ class Trainer:
         with self.strategy.scope():
             self.model = runs.build_from_config(
                 c, self.train_info.num_classes, self.train_info.input_convention.get_config())
-            self.schedule = StepDecay(c.schedule.learning_rate, self.total_steps, c.schedule.lr_decay_at,
-                                      c.schedule.lr_decay_factor)
-            self.optimizer = keras.optimizers.Adam(self.schedule, beta_1=0.9, beta_2=0.999,
-                                                   epsilon=1e-8)
+            self.schedule = runs.run_directory.learning_rate_schedule(c, self.total_steps)
+            self.optimizer = runs.run_directory.make_optimizer(self.schedule)
             self.model.compile(optimizer=self.optimizer,
-                               learning_rule=c.learning_rule.to_learning_rule())
+                               learning_rule=c.learning_rule.to_learning_rule(
+                                   is_pyramid(c.model.name)))
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -210,14 +211,15 @@ class Trainer:
                              c.trainer.init_from)
             return restored
         if c.trainer.init_from:
-            source, where = runs.load_run_model(c.trainer.init_from, compile=True)
             try:
+                source, where = runs.load_run_model(c.trainer.init_from, compile=True)
                 runs.check_same_inputs(source, self.train_info.input_convention.get_config(),
                                        where)
-            except ValueError as error:
-                raise FlagError(f"--init_from: {error}") from None
-            with self.strategy.scope():
-                copied = runs.copy_module_weights(source, self.model)
+                with self.strategy.scope():
+                    copied = runs.copy_module_weights(source, self.model)
+            except (ValueError, FileNotFoundError) as error:
+                raise FlagError(f"--init_from={c.trainer.init_from} cannot start this run: "
+                                f"{error}") from None
             logging.info("Initialised %d module weight arrays from %s (%s levels -> %d levels).",
                          copied, where, getattr(source, "levels", 1), c.model.levels)
         else:
@@ -268,7 +270,11 @@ class Trainer:
                 f"{int(self.step.numpy())} (e.g. {', '.join(broken[:3])}). No checkpoint was "
                 f"written; the last finite one ({self.manager.latest_checkpoint}) is kept. "
                 "Lower --learning_rate, then rerun to resume from it.")
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        try:
+            path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        except tf.errors.OpError as error:  # e.g. a full disk: one line, not a traceback
+            raise OSError(f"Cannot write a checkpoint to {self.manager.directory}: "
+                          f"{error.message}") from error
         if self.is_chief:
             logging.info("Checkpoint %s (%s).", path, reason)
 
