@@ -33,7 +33,7 @@ def main(argv):
 
     try:
         path = compiled_ops.build(force=FLAGS.force, log=log)
-    except compiled_ops.BuildError as error:
+    except (compiled_ops.BuildError, OSError) as error:  # OSError: e.g. a full disk
         print(f"Error: the compiled kernels were not built: {error}", file=sys.stderr)
         return 1
     print(path)
