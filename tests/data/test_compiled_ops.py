@@ -294,8 +294,7 @@ _PORTABLE_CHILD = """
 import json
 from tf_pyramid.data import compiled_ops
 compiled_ops.COMPILE_FLAGS = (compiled_ops.COMPILE_FLAGS[-1],)  # the fallback: no -march=native
-compiled_ops.build()
-compiled_ops._state.clear()
+compiled_ops.build()  # compiles, checks, and keeps the checked library for this process
 print(json.dumps({"used": compiled_ops.library() is not None, "why_not": compiled_ops.why_not()}))
 """
 

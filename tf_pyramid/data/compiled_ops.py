@@ -339,6 +339,7 @@ def build(force=False, log=logging.info):
             module = tf.load_op_library(path)
             reason = _checked(module)
             if reason is None:
+                _use(module)
                 log(f"The kernels are built and pass their check: {path}")
                 return path
         if reason is not None and os.path.lexists(path):
@@ -354,11 +355,13 @@ def build(force=False, log=logging.info):
             _write_atomically(manifest_path(path), json.dumps(
                 dict(record, check="failed", error=str(error)[:2000]), indent=1), key)
             raise
+        module = None
         try:
             with open(tmp, "rb") as f:
                 digest = f.read()
             os.chmod(tmp, 0o700)
-            reason = _checked(tf.load_op_library(tmp))
+            module = tf.load_op_library(tmp)
+            reason = _checked(module)
         except Exception as error:  # noqa: BLE001 (any failure to load means "not usable")
             reason = f"it does not load: {error}"
         if reason:
@@ -369,8 +372,16 @@ def build(force=False, log=logging.info):
         os.replace(tmp, path)
         _write_atomically(manifest_path(path), json.dumps(
             dict(record, check="passed", sha256=_sha256(digest), bytes=len(digest)), indent=1), key)
+        _use(module)
         log(f"Compiled and checked in {time.monotonic() - start:.1f} s: {path}")
         return path
+
+
+def _use(module):
+    """This process's library from now on: a library loaded once cannot be loaded again from
+    another path (its ops are registered already)."""
+    with _lock:
+        _state.update(module=module, reason=None)
 
 
 def _reference_color(images, steps, brightness_delta, saturation_factor, hue_delta):
