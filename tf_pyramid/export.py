@@ -27,6 +27,9 @@ flags.DEFINE_string("value_range", None, "Model input range as 'low,high' (e.g. 
 flags.DEFINE_enum("resize_method", None, ["area", "bilinear"], "In-graph resize to the model "
                   "input; default: the model's saved input convention.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
+flags.DEFINE_integer("max_image_pixels", 50_000_000, "serving_bytes refuses an encoded image "
+                     "whose header declares more pixels (height x width), before decoding it.",
+                     lower_bound=1)
 flags.mark_flag_as_required("export_dir")
 
 
@@ -38,7 +41,8 @@ def main(argv):
         model, _ = serving.load_model(FLAGS.model_dir, FLAGS.model)
         path = serving.export_saved_model(
             model, FLAGS.export_dir, version=FLAGS.version, value_range=FLAGS.value_range,
-            resize_method=FLAGS.resize_method, overwrite=FLAGS.overwrite)
+            resize_method=FLAGS.resize_method, overwrite=FLAGS.overwrite,
+            max_image_pixels=FLAGS.max_image_pixels)
     except (ValueError, FileNotFoundError, FileExistsError) as error:  # damaged file, no model
         print(f"Error: {error}", file=sys.stderr)
         return 2

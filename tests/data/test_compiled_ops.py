@@ -1,5 +1,6 @@
 """The compiled kernels (compiled_ops; kernels/adjust_color.cc, kernels/resize_bilinear.cc): they
-build where there is a compiler, equal TensorFlow's ops value for value (every order of the colour
+build (`python -m tf_pyramid.build_kernels`, once per session: conftest's `compiled_kernels`)
+where there is a compiler, equal TensorFlow's ops value for value (every order of the colour
 steps, edge-case pixels, every kind of resize, inside tf.data), and everything falls back to
 TensorFlow's ops, with the same images, when they cannot be used."""
 import itertools
@@ -24,7 +25,7 @@ PARAMETERS = [(-32 / 255, 0.5, -0.2), (32 / 255, 1.5, 0.2), (0.0, 1.0, 0.0), (0.
 
 
 @pytest.fixture(scope="module")
-def kernel():
+def kernel(compiled_kernels):
     module = compiled_ops.library()
     if module is None:
         pytest.skip(f"the compiled kernels are not used here: {compiled_ops.why_not()}")
@@ -42,10 +43,13 @@ def photo_and_edges():
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler on this machine")
-def test_the_kernel_builds_loads_and_passes_its_check_where_there_is_a_compiler():
+def test_the_kernel_builds_loads_and_passes_its_check_where_there_is_a_compiler(
+        compiled_kernels):
     assert compiled_ops.library() is not None, compiled_ops.why_not()
     assert compiled_ops.why_not() is None
-    assert os.path.exists(compiled_ops.library_path())
+    assert compiled_kernels == compiled_ops.library_path() and os.path.exists(compiled_kernels)
+    manifest = json.loads(open(compiled_ops.manifest_path(compiled_kernels)).read())
+    assert manifest["check"] == "passed" and len(manifest["sha256"]) == 64
 
 
 def test_kernel_equals_tensorflow_ops_value_for_value(kernel, photo_and_edges):
@@ -264,27 +268,24 @@ def _child(tmp_path, name, **env):
 
 
 @pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler on this machine")
-def test_first_use_builds_once_for_concurrent_processes_and_without_a_compiler_the_images_are_the_same(tmp_path):  # noqa: E501
-    """A fresh cache: two processes start at once, one builds and both use the kernel; a process
-    that cannot build (no compiler) warns why and uses TensorFlow's ops: same images."""
-    cache = tmp_path / "cache"
-    children = [subprocess.Popen(_child_command(tmp_path / f"k{i}.npz"),
-                                 cwd=REPO, env=python_env(TF_PYRAMID_CACHE_DIR=str(cache)),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for i in range(2)]
-    outputs = [child.communicate(timeout=300) for child in children]
-    assert [child.returncode for child in children] == [0, 0], outputs[0][1][-3000:]
-    assert [json.loads(out)["used"] for out, _ in outputs] == [True, True]
-    assert sum("Compiling the input pipeline's kernels" in err for _, err in outputs) == 1
-    assert len(list(cache.glob("tf_pyramid_ops_*.so"))) == 1
-    no_compiler = _child(tmp_path, "fallback", TF_PYRAMID_CACHE_DIR=str(tmp_path / "empty"),
-                         CXX=str(tmp_path / "no-such-compiler"))
-    report = json.loads(no_compiler.stdout.strip().splitlines()[-1])
-    assert not report["used"] and "no-such-compiler" in report["why_not"]
-    assert "The input pipeline runs on TensorFlow's ops" in no_compiler.stderr
-    kernel_images = np.load(tmp_path / "k0.npz")
+def test_pipelines_load_the_built_kernels_never_compile_and_without_them_give_the_same_images(
+        tmp_path, compiled_kernels):
+    """A process with the built library uses it; one whose cache holds none uses TensorFlow's
+    ops, says in one warning how to build the kernels, writes nothing (no compiler runs, no
+    cache folder appears): same images."""
+    with_kernels = _child(tmp_path, "kernels")
+    assert json.loads(with_kernels.stdout.strip().splitlines()[-1]) == {"used": True,
+                                                                         "why_not": None}
+    empty = tmp_path / "empty"
+    without = _child(tmp_path, "fallback", TF_PYRAMID_CACHE_DIR=str(empty))
+    report = json.loads(without.stdout.strip().splitlines()[-1])
+    assert not report["used"] and "python -m tf_pyramid.build_kernels" in report["why_not"]
+    warnings = [line for line in without.stderr.splitlines()
+                if "The input pipeline runs on TensorFlow's ops" in line]
+    assert len(warnings) == 1 and "tf_pyramid.build_kernels" in warnings[0]
+    assert "Compiling" not in without.stderr and not empty.exists()
+    kernel_images = np.load(tmp_path / "kernels.npz")
     for name in ("colour", "resized_24", "resized_40"):
-        np.testing.assert_array_equal(kernel_images[name], np.load(tmp_path / "k1.npz")[name])
         np.testing.assert_array_equal(kernel_images[name],
                                       np.load(tmp_path / "fallback.npz")[name])
 
@@ -293,6 +294,7 @@ _PORTABLE_CHILD = """
 import json
 from tf_pyramid.data import compiled_ops
 compiled_ops.COMPILE_FLAGS = (compiled_ops.COMPILE_FLAGS[-1],)  # the fallback: no -march=native
+compiled_ops.build()  # compiles, checks, and keeps the checked library for this process
 print(json.dumps({"used": compiled_ops.library() is not None, "why_not": compiled_ops.why_not()}))
 """
 

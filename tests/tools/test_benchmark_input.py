@@ -105,7 +105,7 @@ def test_slim_train_reference_draws_every_resize_and_colour_ordering(benchmark_i
     assert len(counts) == 4 and chi_square_uniform(counts) < CHI2_999[3], counts
 
 
-def test_json_output_has_every_rate(tmp_path):
+def test_json_output_has_every_rate(tmp_path, compiled_kernels):
     result = run_python(["tools/benchmark_input.py", "--images=16", "--resolution=32",
                          "--batch=8", "--repeats=1", "--json"])
     output = json.loads(result.stdout.strip().splitlines()[-1])

@@ -8,24 +8,34 @@
   uint8 resize converts each source byte to float one at a time, and each following op is another
   pass and another tensor: together they were the most expensive steps of evaluation.
 
-The kernels are compiled into one library on first use (about 20 s, once per machine, TensorFlow
-version and source), cached, and checked against TensorFlow's ops, value for value, on test
-images before they are used; where there is no compiler, the build or the check fails, or
-`TF_PYRAMID_COMPILED_OPS=0`, both functions run TensorFlow's ops (one warning says why). Either way
-the images are the same. Exported models never contain these ops (serving preprocessing calls
-TensorFlow's ops on float input).
+The kernels are an explicit build: `python -m tf_pyramid.build_kernels` compiles them into one
+library (about 20 s, once per machine, TensorFlow version and source), checks it against
+TensorFlow's ops value for value, and records its SHA-256 in a manifest beside it. An input
+pipeline only loads such a library, never compiles: where it is missing, refused (see below), its
+check fails, or `TF_PYRAMID_COMPILED_OPS=0`, both functions run TensorFlow's ops (one warning says
+why and how to build). Either way the images are the same. Exported models never contain these
+ops, and nothing outside the input pipeline imports this module.
 
-Cache: `$TF_PYRAMID_CACHE_DIR`, else `$XDG_CACHE_HOME/tf_pyramid`, else `~/.cache/tf_pyramid`;
-an exclusive file lock makes concurrent first uses (test workers, one machine's tf.distribute
-workers) build it once.
+Cache: `$TF_PYRAMID_CACHE_DIR`, else `$XDG_CACHE_HOME/tf_pyramid`, else `~/.cache/tf_pyramid`,
+created 0700. Loading runs the library's code in the process, so a library is loaded only if the
+cache folder and its ancestors can be written by no other user (ancestors: unless sticky, like
+/tmp), the library and its manifest are regular files of this user (or root) that no other user
+can write, the manifest says the build passed its check, and the file's SHA-256 equals the
+recorded one (a truncated or replaced file is refused before it is mapped). A shared cache that
+other users can write is opt-in (`TF_PYRAMID_SHARED_KERNEL_CACHE=1`): then only the hash is
+checked, which protects against damage, not against those users.
 """
 import contextlib
+import datetime
 import fcntl
+import glob
 import hashlib
+import json
 import os
 import platform
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -35,20 +45,29 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_pyramid.data.image_ops import map_to_range
+
 STEPS = ("brightness", "saturation", "hue")
 KERNELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 SOURCES = tuple(os.path.join(KERNELS_DIR, name)
                 for name in ("adjust_color.cc", "resize_bilinear.cc"))
 ENABLE_VARIABLE = "TF_PYRAMID_COMPILED_OPS"  # "0": use TensorFlow's ops
 CACHE_VARIABLE = "TF_PYRAMID_CACHE_DIR"
+SHARED_VARIABLE = "TF_PYRAMID_SHARED_KERNEL_CACHE"  # "1": accept a cache others can write
+BUILD_COMMAND = "python -m tf_pyramid.build_kernels"
 # Tried in order; -ffp-contract=off keeps a * b + c two roundings (no fused multiply-add), as in
 # TensorFlow's kernels. -march=native: the library is built on, and keyed to, the machine using it.
 COMPILE_FLAGS = (("-O3", "-march=native", "-ffp-contract=off"), ("-O3", "-ffp-contract=off"))
 BUILD_TIMEOUT_S = 300
+TEMP_PREFIX = "tmp-"  # temporary files of a build: `tmp-<key>-*` (older versions: `tmp*.so`)
 
 _lock = threading.Lock()
 _state = {}  # "module": the loaded op library or None; "reason": why None
 _forced_off = threading.local()  # inside `tensorflow_ops_only()`
+
+
+class BuildError(Exception):
+    """The kernels could not be built (or the cache is not safe to build into)."""
 
 
 def cache_dir():
@@ -57,6 +76,10 @@ def cache_dir():
         return os.path.expanduser(os.environ[CACHE_VARIABLE])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "tf_pyramid")
+
+
+def shared_cache_allowed():
+    return os.environ.get(SHARED_VARIABLE) == "1"
 
 
 def find_compiler():
@@ -81,25 +104,141 @@ def _cpu_fingerprint():
     return platform.processor() + platform.machine()
 
 
-def library_path():
-    """The cached library's path: keyed to the sources, TensorFlow, compiler, flags and CPU."""
+def _key():
     sources = []
     for source in SOURCES:
         with open(source, "rb") as f:
             sources.append(f.read())
-    key = hashlib.sha256(b"\0".join([
+    return hashlib.sha256(b"\0".join([
         *sources, tf.__version__.encode(), tf.sysconfig.get_include().encode(),
         _compiler().encode(), repr(COMPILE_FLAGS).encode(), _cpu_fingerprint().encode(),
         platform.python_version().encode()])).hexdigest()[:16]
-    return os.path.join(cache_dir(), f"tf_pyramid_ops_{key}.so")
 
 
-def _build(path):
-    """Compiles SOURCES into `path` (via a temporary file and a rename). Returns None or why not."""
+def library_path():
+    """The cached library's path: keyed to the sources, TensorFlow, compiler, flags and CPU (a
+    name, not a protection: see `refusal`)."""
+    return os.path.join(cache_dir(), f"tf_pyramid_ops_{_key()}.so")
+
+
+def manifest_path(path):
+    """The manifest beside library `path`: its SHA-256 and how the build ended."""
+    return path[:-len(".so")] + ".json"
+
+
+# ------------------------------------------------------------------------------ cache safety
+def _owner_ok(st):
+    return st.st_uid in (os.geteuid(), 0)  # root can replace any file anyway
+
+
+def _describe_mode(st):
+    return f"mode {stat.filemode(st.st_mode)}"
+
+
+def unsafe_directory(directory):
+    """None if no other user can write `directory` or replace it (its ancestors: owned by this
+    user or root, and writable by others only with the sticky bit, like /tmp); else what is
+    wrong. A shared cache (`TF_PYRAMID_SHARED_KERNEL_CACHE=1`) skips the check."""
+    if shared_cache_allowed():
+        return None
+    real = os.path.realpath(directory)
+    path = real
+    while True:
+        try:
+            st = os.stat(path)
+        except OSError as error:
+            return f"{path} cannot be examined: {error.strerror}"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{path} is not a folder"
+        if not _owner_ok(st):
+            return (f"the folder {path} belongs to user id {st.st_uid}, not to this user "
+                    f"({os.geteuid()})")
+        others_write = st.st_mode & stat.S_IWOTH
+        group_write = st.st_mode & stat.S_IWGRP and st.st_gid != os.getegid()
+        if path == real:
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return (f"the folder {path} can be written by other users "
+                        f"({_describe_mode(st)}; expected drwx------)")
+        elif (others_write or group_write) and not st.st_mode & stat.S_ISVTX:
+            return (f"its parent folder {path} can be written by other users "
+                    f"({_describe_mode(st)}, no sticky bit)")
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+
+
+def _unsafe_file_stat(path, st):
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file"
+    if shared_cache_allowed():
+        return None
+    if not _owner_ok(st):
+        return f"{path} belongs to user id {st.st_uid}, not to this user ({os.geteuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} can be written by other users ({_describe_mode(st)})"
+    return None
+
+
+def _read_checked(path):
+    """(bytes, None) of a regular file only this user can write, opened without following a
+    symbolic link; (None, what is wrong) otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        if os.path.islink(path):
+            return None, f"{path} is a symbolic link"
+        return None, f"{path} cannot be read: {error.strerror}"
+    with os.fdopen(fd, "rb") as f:
+        reason = _unsafe_file_stat(path, os.fstat(f.fileno()))
+        return (None, reason) if reason else (f.read(), None)
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def refusal(path):
+    """None if the library at `path` may be loaded (checked without loading it: see the module
+    docstring), else why not."""
+    directory = os.path.dirname(path)
+    manifest_file = manifest_path(path)
+    if not os.path.lexists(path) and not os.path.lexists(manifest_file):
+        return (f"they are not built for this machine and TensorFlow version (run "
+                f"`{BUILD_COMMAND}` once, where a C++ compiler is installed, for faster input)")
+    reason = unsafe_directory(directory)
+    if reason:
+        return f"refusing the kernel cache {directory}: {reason}"
+    data, reason = _read_checked(manifest_file)
+    if reason:
+        return (f"refusing {path}: its manifest {reason} (`{BUILD_COMMAND}` writes it; "
+                "run it to rebuild)")
+    try:
+        manifest = json.loads(data)
+        recorded, check = manifest.get("sha256"), manifest.get("check")
+    except (ValueError, AttributeError):
+        return f"refusing {path}: its manifest {manifest_file} is damaged (run `{BUILD_COMMAND}`)"
+    if check != "passed":
+        return (f"their last build failed ({manifest.get('error', 'no reason recorded')}); "
+                f"`{BUILD_COMMAND}` retries it")
+    data, reason = _read_checked(path)
+    if reason:
+        return f"refusing the library: {reason}"
+    if _sha256(data) != recorded:
+        return (f"refusing {path}: its SHA-256 differs from the one recorded when it was built "
+                f"(a truncated, damaged or replaced file; {len(data)} bytes, built with "
+                f"{manifest.get('bytes')}); `{BUILD_COMMAND}` rebuilds it")
+    return None
+
+
+# ----------------------------------------------------------------------------------- the build
+def _compile(directory, key):
+    """Compiles SOURCES into a temporary file in `directory`; returns its path. Raises
+    BuildError."""
     tf_flags = tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags()
     errors = []
     for flags in COMPILE_FLAGS:
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{key}-", suffix=".so", dir=directory)
         os.close(fd)
         command = [_compiler(), "-shared", "-fPIC", "-w", *flags, *SOURCES, "-o", tmp, *tf_flags]
         try:
@@ -107,14 +246,142 @@ def _build(path):
                                   timeout=BUILD_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as error:
             os.unlink(tmp)
-            return f"`{shlex.join(command[:1])}` could not run: {error}"
+            raise BuildError(f"`{shlex.join(command[:1])}` could not run: {error}") from None
         if done.returncode == 0:
-            os.replace(tmp, path)
-            return None
+            return tmp
         os.unlink(tmp)
         errors.append(f"{shlex.join(command)} -> exit {done.returncode}: "
                       f"{done.stderr.strip()[-500:]}")
-    return "the build failed: " + " | ".join(errors)
+    raise BuildError("the build failed: " + " | ".join(errors))
+
+
+def _write_atomically(path, text, key):
+    """Writes `text` to `path` via a private temporary file, fsync and rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{key}-", suffix=".json",
+                               dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _remove_leftovers(directory, key):
+    """Removes temporary files of builds killed before their end (called under the build lock):
+    this key's `tmp-<key>-*`, and `tmp*.so` of older versions not touched for a build's time."""
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(directory), "tmp*")):
+        name = os.path.basename(path)
+        ours = name.startswith(f"{TEMP_PREFIX}{key}-")
+        legacy = name.endswith(".so") and not name.startswith(TEMP_PREFIX)
+        try:
+            if ours or (legacy and time.time() - os.lstat(path).st_mtime > BUILD_TIMEOUT_S):
+                os.unlink(path)
+                removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
+@contextlib.contextmanager
+def _build_lock(path):
+    """An exclusive lock on `path`.lock, opened without following a symbolic link (a planted
+    link must not create, truncate or lock its target)."""
+    lock_file = path + ".lock"
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        if os.path.islink(lock_file):
+            raise BuildError(f"the lock file {lock_file} is a symbolic link; remove it") from None
+        raise BuildError(f"cannot open the lock file {lock_file}: {error.strerror}") from None
+    try:
+        reason = _unsafe_file_stat(lock_file, os.fstat(fd))
+        if reason:
+            raise BuildError(f"refusing the lock file: {reason}")
+        fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent builds take turns; the others then find it
+        yield
+    finally:
+        os.close(fd)
+
+
+def build(force=False, log=logging.info):
+    """Builds the library into the cache unless a valid one is there (`force`: rebuild anyway),
+    checks it against TensorFlow's ops, and records its SHA-256; returns its path. Raises
+    BuildError with what went wrong (also recorded in the manifest when the compiler or the
+    check failed, so that pipelines say so). Loads the library into this process: run it in a
+    process of its own (`python -m tf_pyramid.build_kernels`)."""
+    if not hasattr(fcntl, "flock"):
+        raise BuildError("no file locking on this platform")
+    path = library_path()
+    directory = os.path.dirname(path)
+    key = os.path.basename(path)[len("tf_pyramid_ops_"):-len(".so")]
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as error:
+        raise BuildError(f"cannot create the cache {directory}: {error}") from None
+    reason = unsafe_directory(directory)
+    if reason:
+        raise BuildError(f"refusing to build into {directory}: {reason} (make it private, e.g. "
+                         f"`chmod 700 {shlex.quote(directory)}`, or set {SHARED_VARIABLE}=1 "
+                         "to accept a shared cache and its risk)")
+    with _build_lock(path):
+        removed = _remove_leftovers(directory, key)
+        if removed:
+            log(f"Removed {len(removed)} file(s) left by an interrupted build: "
+                f"{', '.join(sorted(removed))}.")
+        reason = refusal(path)
+        if reason is None and not force:
+            module = tf.load_op_library(path)
+            reason = _checked(module)
+            if reason is None:
+                _use(module)
+                log(f"The kernels are built and pass their check: {path}")
+                return path
+        if reason is not None and os.path.lexists(path):
+            log(f"Rebuilding: {reason}.")
+        log(f"Compiling the input pipeline's kernels into {path} (once, ~20 s).")
+        start = time.monotonic()
+        record = {"library": os.path.basename(path), "compiler": _compiler(),
+                  "tensorflow": tf.__version__,
+                  "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+        try:
+            tmp = _compile(directory, key)
+        except BuildError as error:
+            _write_atomically(manifest_path(path), json.dumps(
+                dict(record, check="failed", error=str(error)[:2000]), indent=1), key)
+            raise
+        module = None
+        try:
+            with open(tmp, "rb") as f:
+                digest = f.read()
+            os.chmod(tmp, 0o700)
+            module = tf.load_op_library(tmp)
+            reason = _checked(module)
+        except Exception as error:  # noqa: BLE001 (any failure to load means "not usable")
+            reason = f"it does not load: {error}"
+        if reason:
+            os.unlink(tmp)
+            _write_atomically(manifest_path(path), json.dumps(
+                dict(record, check="failed", error=reason), indent=1), key)
+            raise BuildError(f"the built library is not usable: {reason}")
+        os.replace(tmp, path)
+        _write_atomically(manifest_path(path), json.dumps(
+            dict(record, check="passed", sha256=_sha256(digest), bytes=len(digest)), indent=1), key)
+        _use(module)
+        log(f"Compiled and checked in {time.monotonic() - start:.1f} s: {path}")
+        return path
+
+
+def _use(module):
+    """This process's library from now on: a library loaded once cannot be loaded again from
+    another path (its ops are registered already)."""
+    with _lock:
+        _state.update(module=module, reason=None)
 
 
 def _reference_color(images, steps, brightness_delta, saturation_factor, hue_delta):
@@ -127,12 +394,6 @@ def _reference_color(images, steps, brightness_delta, saturation_factor, hue_del
         else:
             images = tf.image.adjust_hue(images, hue_delta)
     return images
-
-
-def map_to_range(images, low, high):
-    """[0, 1] -> [low, high], clipped to [0, 1] first: the mapping `resize_bilinear` fuses (and
-    `image_ops.value_range`)."""
-    return tf.clip_by_value(images, 0.0, 1.0) * (high - low) + low
 
 
 def _reference_resize(images, size, scale, value_range):
@@ -198,44 +459,36 @@ def _self_check(module):
     return None
 
 
+def _checked(module):
+    """`_self_check`, eagerly, with an exception turned into the reason."""
+    try:
+        with tf.init_scope():  # eager, also when first called while a tf.data function is traced
+            return _self_check(module)
+    except Exception as error:  # noqa: BLE001
+        return f"its check raised {type(error).__name__}: {error}"
+
+
 def _load():
-    """(module or None, reason). Builds the library under the cache lock if it is missing."""
+    """(module or None, reason): the built library if `refusal` finds nothing and it passes its
+    check again after loading. Never builds."""
     if os.environ.get(ENABLE_VARIABLE, "1") == "0":
         return None, f"{ENABLE_VARIABLE}=0"
-    if not hasattr(fcntl, "flock"):
-        return None, "no file locking on this platform"
     path = library_path()
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path + ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one build per machine; others wait, then load
-            if not os.path.exists(path):
-                logging.info("Compiling the input pipeline's kernels into %s (once, ~20 s).",
-                             path)
-                start = time.monotonic()
-                reason = _build(path)
-                if reason:
-                    return None, reason
-                logging.info("Compiled the input pipeline's kernels in %.1f s.",
-                             time.monotonic() - start)
-    except OSError as error:
-        return None, f"its cache {os.path.dirname(path)!r} is not usable: {error}"
+    reason = refusal(path)
+    if reason:
+        return None, reason
     # Any failure from here on means "use TensorFlow's ops", never a failed pipeline.
     try:
         module = tf.load_op_library(path)
     except Exception as error:  # noqa: BLE001 (NotFoundError, OSError, ... : all mean "not usable")
         return None, f"{path} does not load: {error}"
-    try:
-        with tf.init_scope():  # eager, also when first called while a tf.data function is traced
-            reason = _self_check(module)
-    except Exception as error:  # noqa: BLE001
-        reason = f"its check raised {type(error).__name__}: {error}"
+    reason = _checked(module)
     return (None, reason) if reason else (module, None)
 
 
 @tf.autograph.experimental.do_not_convert  # plain Python, also when called while tracing
 def library():
-    """The loaded op library (building it on first use), or None: then see `why_not()`."""
+    """The loaded op library (see `_load`), or None: then see `why_not()`."""
     with _lock:
         if "module" not in _state:
             _state["module"], _state["reason"] = _load()

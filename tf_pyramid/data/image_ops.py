@@ -10,9 +10,23 @@ value_range. Evaluation: decode_for_size -> resize_antialiased (mapping to [-1, 
 """
 import tensorflow as tf
 
-from tf_pyramid.data import compiled_ops
 from tf_pyramid.data import decoding
 from tf_pyramid.data.registry import register_op
+
+
+
+def _compiled_ops():
+    """The compiled kernels' module, imported where an input pipeline op first needs it: nothing
+    that only imports image_ops (serving, the input convention) loads it."""
+    from tf_pyramid.data import compiled_ops  # noqa: PLC0415
+    return compiled_ops
+
+
+def map_to_range(images, low, high):
+    """[0, 1] -> [low, high], clipped to [0, 1] first: `value_range`, the mip-map path of
+    `resize_antialiased`, and the mapping the compiled resize kernel fuses."""
+    return tf.clip_by_value(images, 0.0, 1.0) * (high - low) + low
+
 
 # Paper A.6.2: a crop covering 85-100% of the image, aspect ratio (width / height) 0.5-2.
 CROP_AREA_RANGE = (0.85, 1.0)
@@ -166,8 +180,8 @@ def _resize(image, size, method):
     No antialiasing: neither the paper nor its original code has any in training.
     """
     scale = 1.0 / 255.0 if image.dtype == tf.uint8 else 1.0
-    if method == "bilinear" and image.dtype == tf.uint8 and compiled_ops.in_use():
-        return compiled_ops.resize_bilinear(image, [size, size], scale=scale)
+    if method == "bilinear" and image.dtype == tf.uint8 and _compiled_ops().in_use():
+        return _compiled_ops().resize_bilinear(image, [size, size], scale=scale)
     if method == "nearest":
         resized = tf.cast(_nearest(image, size), tf.float32)
     else:
@@ -236,10 +250,10 @@ def resize_antialiased(image, *, seed=None, size, value_range=None):
         resized = tf.image.resize(tf.image.resize(image, tf.stack([side, side])), [size, size],
                                   method="area")
         resized = resized * scale if scale != 1.0 else resized
-        return resized if value_range is None else compiled_ops.map_to_range(resized, *value_range)
+        return resized if value_range is None else map_to_range(resized, *value_range)
 
     def bilinear():
-        return compiled_ops.resize_bilinear(image, [size, size], scale=scale,
+        return _compiled_ops().resize_bilinear(image, [size, size], scale=scale,
                                             value_range=value_range)
 
     return tf.ensure_shape(tf.cond(halvings > 0, mip_map, bilinear), out_shape)
@@ -262,6 +276,7 @@ def apply_color_ordering(image, ordering, seeds, clip=True):
     factors = {name: tf.random.stateless_uniform(
         [], seed=seeds[i], minval=low, maxval=high)
         for i, (name, (low, high)) in enumerate(_COLOR_FACTOR_RANGES.items())}
+    compiled_ops = _compiled_ops()
     run = []
     for name in COLOR_ORDERINGS[ordering] + (None,):
         if name in compiled_ops.STEPS:
@@ -301,4 +316,4 @@ def distort_color(image, *, seed, clip=True):
 def value_range(image, *, seed=None, low=-1.0, high=1.0):
     """float [0, 1] -> [low, high] (default [-1, 1], paper A.6.2), clipped to [0, 1] first."""
     del seed
-    return compiled_ops.map_to_range(image, low, high)
+    return map_to_range(image, low, high)

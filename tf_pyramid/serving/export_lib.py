@@ -11,6 +11,7 @@ from absl import logging
 from tf_pyramid import runs
 from tf_pyramid.data import InputConvention
 from tf_pyramid.runs import lock as lock_lib
+from tf_pyramid.serving import preprocessing
 from tf_pyramid.serving import signatures as signatures_lib
 
 INFO_FILE = os.path.join("assets.extra", "tf_pyramid_serving.json")
@@ -54,7 +55,8 @@ def load_model(model_dir=None, model=None):
 
 
 def export_saved_model(model, export_base, version=None, value_range=None, resize_method=None,
-                       overwrite=False, verbose=False):
+                       overwrite=False, verbose=False,
+                       max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS):
     """Exports `model` for TF Serving as `export_base/<version>/`; returns that directory.
 
     Args:
@@ -65,12 +67,17 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
             model's saved `input_convention`.
         resize_method: "area" or "bilinear" (antialiased); None = the saved convention's.
         overwrite: replace an existing version directory instead of refusing.
+        max_image_pixels: `serving_bytes` refuses an encoded image whose header declares more
+            pixels (height x width) before decoding it (default 50 million; None: no limit).
     The version directory appears atomically (written under a temporary name, then renamed), so
     a running TF Serving never picks up a half-written version. Folders get the usual modes
     (0777 less the umask, 0755 with umask 022) so that a server running as another user can
     read them; staging folders left by a killed export are removed by the next one.
     """
     convention = InputConvention.of_model(model, value_range, resize_method)
+    if max_image_pixels is not None and int(max_image_pixels) < 1:
+        raise ValueError(f"max_image_pixels must be a positive number of pixels (or None for no "
+                         f"limit); got {max_image_pixels}.")
     tf.io.gfile.makedirs(export_base)
     if version is not None:
         version = int(version)
@@ -78,7 +85,7 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
             raise ValueError(f"version must be a non-negative integer; got {version}.")
     _check_free(export_base, version, overwrite)  # early, before the slow tracing
 
-    functions = signatures_lib.ServingFunctions(model, convention)
+    functions = signatures_lib.ServingFunctions(model, convention, max_image_pixels)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, fn, input_signature in functions.endpoints():
@@ -95,7 +102,7 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
         version = next_version(export_base) if version is None else version
         _check_free(export_base, version, overwrite)
         final = os.path.join(export_base, str(version))
-        return _write_version(archive, model, convention, export_base, final, version, verbose)
+        return _write_version(archive, model, functions, export_base, final, version, verbose)
     finally:
         export_lock.release()
 
@@ -117,7 +124,8 @@ def _remove_stale_staging(export_base):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_version(archive, model, convention, export_base, final, version, verbose):
+def _write_version(archive, model, functions, export_base, final, version, verbose):
+    convention = functions.convention
     # os.mkdir applies the umask (tempfile.mkdtemp would make the version folder 0700).
     staging = os.path.join(export_base, f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:12]}")
     os.mkdir(staging, 0o777)
@@ -133,6 +141,7 @@ def _write_version(archive, model, convention, export_base, final, version, verb
             "input_convention": convention.get_config(),
             "value_range": list(convention.value_range),
             "resize_method": convention.resize_method,
+            "max_image_pixels": functions.max_image_pixels,
             "policy": signatures_lib.POLICY,
             "signatures": signatures_lib.signature_names(model),
             "outputs": list(signatures_lib.OUTPUT_KEYS),

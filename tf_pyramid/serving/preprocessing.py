@@ -8,7 +8,8 @@ identity when the image already has that size) and scaled to the value range the
 trained on ([0, 1] for the MNIST models, [-1, 1] for the ImageNet-style ones).
 
 Malformed requests fail with `InvalidArgumentError`s whose messages name the problem (rank,
-channels, empty batch, NaN/Inf, undecodable bytes), raised before any model op runs.
+channels, empty batch, NaN/Inf, undecodable bytes, an encoded image above the pixel limit),
+raised before any model op runs.
 """
 import tensorflow as tf
 
@@ -64,6 +65,11 @@ def prepare_images(images, convention):
 # Formats `decode_images` reads (index = format id) and how each file starts.
 _FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
 _JPEG, _PNG = 0, 1
+_GIF, _BMP, _WEBP = 2, 3, 4
+# The most pixels (height x width, read from the file's header) an encoded image may have: a
+# few hundred KB of PNG can declare 20,000 x 20,000 pixels, gigabytes once decoded. An export
+# option (`export_saved_model(max_image_pixels=...)`, `--max_image_pixels`).
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # ITU-R BT.601 luma, as libjpeg's and PIL's RGB -> grayscale conversions.
 _LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -85,6 +91,66 @@ def _image_formats(image_bytes):
     ], axis=1)
     return tf.where(tf.reduce_any(matches, axis=1),
                     tf.argmax(tf.cast(matches, tf.int32), axis=1, output_type=tf.int32), -1)
+
+
+def _header_bytes(data, offset, length):
+    """int64 [length]: bytes offset.. of the string `data` (zeros past its end)."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 32), b"\0" * 32]),
+                             offset, length)
+    return tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+
+def _unsigned(data, offset, length, big_endian=False):
+    values = _header_bytes(data, offset, length)
+    shifts = tf.constant([8 * (length - 1 - i) if big_endian else 8 * i for i in range(length)],
+                         tf.int64)
+    return tf.reduce_sum(tf.bitwise.left_shift(values, shifts))
+
+
+def image_dimensions(data, image_format):
+    """(height, width) int64 of one encoded image, read from its header without decoding:
+    JPEG's frame header (`tf.io.extract_jpeg_shape`), PNG's IHDR, GIF's logical screen, BMP's
+    info header, WebP's VP8 / VP8L / VP8X header; (0, 0) for an unknown format."""
+    def jpeg():
+        shape = tf.cast(tf.io.extract_jpeg_shape(data), tf.int64)
+        return shape[0], shape[1]
+
+    def png():
+        return _unsigned(data, 20, 4, big_endian=True), _unsigned(data, 16, 4, big_endian=True)
+
+    def gif():
+        return _unsigned(data, 8, 2), _unsigned(data, 6, 2)
+
+    def bmp():
+        def signed(value):  # a BMP's int32 height is negative for top-down rows
+            return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+        return signed(_unsigned(data, 22, 4)), signed(_unsigned(data, 18, 4))
+
+    def webp():
+        chunk = tf.strings.substr(data, 12, 4)
+        lossless = _header_bytes(data, 21, 4)  # VP8L: 14-bit width - 1, 14-bit height - 1
+        dimensions = tf.stack([
+            tf.stack([tf.bitwise.bitwise_and(_unsigned(data, 28, 2), 0x3FFF),
+                      tf.bitwise.bitwise_and(_unsigned(data, 26, 2), 0x3FFF)]),
+            tf.stack([1 + tf.bitwise.bitwise_or(
+                          tf.bitwise.left_shift(tf.bitwise.bitwise_and(lossless[3], 0xF), 10),
+                          tf.bitwise.bitwise_or(tf.bitwise.left_shift(lossless[2], 2),
+                                                tf.bitwise.right_shift(lossless[1], 6))),
+                      1 + tf.bitwise.bitwise_or(
+                          tf.bitwise.left_shift(tf.bitwise.bitwise_and(lossless[1], 0x3F), 8),
+                          lossless[0])]),
+            tf.stack([1 + _unsigned(data, 27, 3), 1 + _unsigned(data, 24, 3)]),
+            tf.zeros([2], tf.int64)])
+        kind = tf.argmax(tf.cast(tf.stack([tf.equal(chunk, b"VP8 "), tf.equal(chunk, b"VP8L"),
+                                           tf.equal(chunk, b"VP8X"), True]), tf.int32))
+        return dimensions[kind][0], dimensions[kind][1]
+
+    def unknown():
+        return tf.constant(0, tf.int64), tf.constant(0, tf.int64)
+
+    branches = {_JPEG: jpeg, _PNG: png, _GIF: gif, _BMP: bmp, _WEBP: webp}
+    return tf.switch_case(tf.clip_by_value(image_format, -1, len(_FORMATS)) + 1,
+                          [unknown] + [branches[i] for i in range(len(_FORMATS))] + [unknown])
 
 
 def _decode_pixels(data, image_format, convention):
@@ -128,11 +194,16 @@ def _first_false(flags):
                    lambda: tf.constant(0, tf.int32))
 
 
-def decode_images(image_bytes, convention, name="image_bytes"):
+def decode_images(image_bytes, convention, name="image_bytes",
+                  max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     """A batch [N] of encoded JPEG, PNG, GIF, BMP or WebP strings -> float32 [N, size, size,
     channels], pixel values 0-255: each image decoded, converted to the convention's channels
     (RGB <-> grayscale; CMYK, palette and alpha handled, alpha dropped; a GIF's first frame) and
     resized like the float path (`convention.resize`).
+
+    An image whose header declares more than `max_image_pixels` pixels (height x width; None:
+    no limit) is not decoded: the batch fails with an InvalidArgumentError naming its index, its
+    size and the limit.
 
     A string that is not one of these formats, or that does not decode (damaged, truncated),
     fails the batch with an InvalidArgumentError naming its index: the images are decoded in a
@@ -164,9 +235,15 @@ def decode_images(image_bytes, convention, name="image_bytes"):
     with tf.control_dependencies(checks):
         image_bytes, formats = tf.identity(image_bytes), tf.identity(formats)
 
+    limit = tf.constant(-1 if max_image_pixels is None else int(max_image_pixels), tf.int64)
+
     def decode_one(index, data, image_format):
-        image = _decode_pixels(data, image_format, convention)
-        return index, convention.resize(image)
+        height, width = image_dimensions(data, image_format)
+        too_large = (limit >= 0) & (height * width > limit)
+        image = tf.cond(  # a too large image is never decoded
+            too_large, lambda: tf.zeros([size, size, channels], tf.float32),
+            lambda: convention.resize(_decode_pixels(data, image_format, convention)))
+        return index, image, tf.stack([tf.cast(too_large, tf.int64), height, width])
 
     # Sequential: a parallel map costs more per request (its thread pool) than it saves on the
     # small batches serving sees.
@@ -174,10 +251,11 @@ def decode_images(image_bytes, convention, name="image_bytes"):
                .map(decode_one).ignore_errors())
     # A last, sentinel element: the batch below exists even when no image decodes.
     sentinel = tf.data.Dataset.from_tensors(
-        (tf.constant(-1), tf.zeros([size, size, channels], tf.float32)))
-    indices, images = decoded.concatenate(sentinel).batch(
+        (tf.constant(-1), tf.zeros([size, size, channels], tf.float32),
+         tf.zeros([3], tf.int64)))
+    indices, images, sizes = decoded.concatenate(sentinel).batch(
         tf.cast(count, tf.int64) + 1).get_single_element()
-    indices, images = indices[:-1], images[:-1]
+    indices, images, sizes = indices[:-1], images[:-1], sizes[:-1]
     ok = tf.scatter_nd(indices[:, None], tf.ones_like(indices), [count]) > 0
     bad = _first_false(ok)
     bad_format = tf.gather(formats, bad)
@@ -186,6 +264,12 @@ def decode_images(image_bytes, convention, name="image_bytes"):
             f"{name}: element", bad, f"could not be decoded (Invalid {fmt} data: a damaged or "
             "truncated file)"])
         for i, fmt in enumerate(_FORMATS)]
+    small = tf.equal(sizes[:, 0], 0)
+    first_large = tf.gather(sizes, _first_false(small))
+    failed.append(tf.debugging.Assert(tf.reduce_all(small), [
+        f"{name}: element", tf.gather(indices, _first_false(small)), "is", first_large[2], "x",
+        first_large[1], f"pixels (width x height), more than the {max_image_pixels or 0:,} pixels this "
+        "model decodes (export option max_image_pixels); send a smaller image"]))
     with tf.control_dependencies(failed):
         images = tf.identity(images)
     return tf.ensure_shape(images, [None, size, size, channels])

@@ -51,17 +51,22 @@ class ServingFunctions:
     Args:
         model: a `tf_pyramid` model (`PyramidClassifier` or `BaselineClassifier`).
         convention: the `tf_pyramid.data.InputConvention` of its inputs (value range, resize).
+        max_image_pixels: `serving_bytes` refuses encoded images whose header declares more
+            pixels (None: no limit).
     """
 
-    def __init__(self, model, convention):
+    def __init__(self, model, convention,
+                 max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS):
         self.model = model
         self.convention = convention
+        self.max_image_pixels = max_image_pixels
 
     def prepare(self, images):
         return preprocessing.prepare_images(images, self.convention)
 
     def decode(self, image_bytes):
-        return preprocessing.decode_images(image_bytes, self.convention)
+        return preprocessing.decode_images(image_bytes, self.convention,
+                                           max_image_pixels=self.max_image_pixels)
 
     def predict(self, model_images, depth=None):
         """Outputs of the traversal truncated after `depth` levels (None = all)."""
