@@ -18,7 +18,8 @@ from tests.helpers import REPO
 
 CONSOLE_SCRIPTS = {"tf-pyramid-train": "tf_pyramid.train:run",
                    "tf-pyramid-evaluate": "tf_pyramid.evaluate:run",
-                   "tf-pyramid-export": "tf_pyramid.export:run"}
+                   "tf-pyramid-export": "tf_pyramid.export:run",
+                   "tf-pyramid-build-kernels": "tf_pyramid.build_kernels:run"}
 # What the build reads from the checkout (copied, so that the build's own folders, build/ and
 # *.egg-info, are not left in the checkout).
 BUILD_INPUTS = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "tf_pyramid", "flags")
