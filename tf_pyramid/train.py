@@ -30,10 +30,12 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402  (the run directory's modules import it anyway)
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from tf_pyramid import serving  # noqa: E402
 from tf_pyramid.configs import experiments  # noqa: E402
 from tf_pyramid.runs import checkpoints, files, lock, run_config  # noqa: E402
 from tf_pyramid.training import chain  # noqa: E402
@@ -56,8 +58,6 @@ _command_line = None  # the `experiments.CommandLine` that `run()` parsed
 
 def export_run(model_dir):
     """The end-of-run export: DIR/model.keras -> DIR/export/<next version>/ for TF Serving."""
-    from tf_pyramid import serving  # noqa: PLC0415
-    import tensorflow as tf  # noqa: PLC0415  (serving imports it anyway)
     model, _ = serving.load_model(model_dir)
     try:
         path = serving.export_saved_model(model, os.path.join(model_dir, "export"))
