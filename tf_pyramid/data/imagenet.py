@@ -16,6 +16,8 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from tf_pyramid.data import tfrecord_shards
+
 IMAGENET_NUM_CLASSES = 1000
 MANUAL_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 TEST_TAR = "ILSVRC2012_img_test.tar"
@@ -31,7 +33,8 @@ TFRECORD_CYCLE_LENGTH = 16
 TFRECORD_READ_BUFFER = 8 << 20
 
 ImageRecords = collections.namedtuple(
-    "ImageRecords", ["dataset", "parse", "num_examples", "num_classes", "class_names", "sharded"])
+    "ImageRecords", ["dataset", "parse", "num_examples", "num_classes", "class_names", "sharded",
+                     "lost_records"], defaults=[None])  # lost_records: TFRecords only
 
 
 def _shard_list(items, input_context):
@@ -194,15 +197,18 @@ def tfrecord_records(split, data_dir, *, training, seed, input_context, class_na
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if training:
         dataset = dataset.shuffle(len(files), seed=seed)
+    # A damaged record costs itself (and, with a damaged length header, the rest of its shard),
+    # counted and named in `lost` (tfrecord_shards), instead of silently ending its shard.
+    lost = tfrecord_shards.LostRecordCounter(f"tfrecord/{split}")
     dataset = dataset.interleave(
-        lambda shard: tf.data.TFRecordDataset(shard, buffer_size=TFRECORD_READ_BUFFER).map(
+        lambda shard: tfrecord_shards.shard_records(shard, lost, TFRECORD_READ_BUFFER).map(
             lambda serialized: {"serialized": serialized, "shard": shard}),
         cycle_length=min(TFRECORD_CYCLE_LENGTH, len(files)), block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
     parse = functools.partial(_parse_tfrecord, num_classes=num_classes, with_boxes=training)
-    return ImageRecords(dataset, parse, None, num_classes, class_names, sharded)
+    return ImageRecords(dataset, parse, None, num_classes, class_names, sharded, lost)
 
 
 # ------------------------------------------------------------------------------------------ folder
