@@ -201,8 +201,7 @@ def tfrecord_records(split, data_dir, *, training, seed, input_context, class_na
     # counted and named in `lost` (tfrecord_shards), instead of silently ending its shard.
     lost = tfrecord_shards.LostRecordCounter(f"tfrecord/{split}")
     dataset = dataset.interleave(
-        lambda shard: tfrecord_shards.shard_records(shard, lost, TFRECORD_READ_BUFFER).map(
-            lambda serialized: {"serialized": serialized, "shard": shard}),
+        lambda shard: tfrecord_shards.shard_records(shard, lost, TFRECORD_READ_BUFFER),
         cycle_length=min(TFRECORD_CYCLE_LENGTH, len(files)), block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE)
     if training:

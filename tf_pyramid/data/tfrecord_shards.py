@@ -195,8 +195,9 @@ def _opens(shard):
 
 
 def shard_records(shard, counter, buffer_size=None):
-    """Dataset of the serialized records of one shard (`shard`: scalar string tensor), reading
-    past damaged records as the framing allows, losses counted in `counter`."""
+    """Dataset of `{"serialized": record, "shard": shard}` for the records of one shard (`shard`:
+    scalar string tensor), reading past damaged records as the framing allows, losses counted in
+    `counter`."""
     # `ignore_errors` retries a file that cannot be opened forever: an unopenable shard is left
     # out here (checked once per shard and pass) and reported by the recovery step.
     readable = tf.py_function(_opens, [shard], tf.bool)
@@ -218,6 +219,6 @@ def shard_records(shard, counter, buffer_size=None):
 
         out = tf.cond(is_end, rest_of_shard, lambda: tf.reshape(serialized, [1]))
         size = tf.cast(tf.strings.length(serialized), tf.int64) + RECORD_OVERHEAD
-        return offset + size, out
+        return offset + size, {"serialized": out, "shard": tf.fill(tf.shape(out), shard)}
 
     return flagged.scan(tf.constant(0, tf.int64), step).unbatch()
