@@ -433,7 +433,9 @@ def folder_split(data_dir, split, *, class_names=None, validation_fraction=None)
     `image_dataset_from_directory`): all of it is the train split. `validation_fraction` holds out
     the files whose path hash falls below it as the validation split (when there is no validation
     folder). Labels index `class_names` when given (the run's class list, so that labels do not
-    move when folders are added), else the sorted class folders of the training folder.
+    move when folders are added), else the sorted class folders of the training folder; given
+    class names that differ from the training folder's class folders raise
+    `ClassSetChangedError`. Links, special files and odd names: `_images_under`.
     """
     if not data_dir:
         raise ValueError("dataset='folder' needs data_dir: a folder with <split>/<class>/<image> "
