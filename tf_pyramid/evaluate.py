@@ -39,6 +39,9 @@ flags.DEFINE_integer("eval_passes", None, "Passes averaged (MNIST re-draws posit
                      "--eval_passes, else 1.", lower_bound=1)
 flags.DEFINE_integer("seed", None, "Seed of the evaluation input pipeline (default: the run's "
                      "--seed).")
+flags.DEFINE_boolean("allow_incomplete", None, "Accept a pass that read fewer examples than the "
+                     "split holds (damaged records or files); default: the run's setting, which "
+                     "refuses it.")
 flags.DEFINE_string("json_out", None, "Also write the JSON here.")
 
 
@@ -60,7 +63,8 @@ def main(argv):
             checkpoint=FLAGS.checkpoint, use_checkpoint=FLAGS.use_checkpoint,
             num_passes=FLAGS.eval_passes, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
             dataset=FLAGS.dataset, variant=FLAGS.variant, source=FLAGS.source,
-            data_dir=FLAGS.data_dir and os.path.expanduser(FLAGS.data_dir))
+            data_dir=FLAGS.data_dir and os.path.expanduser(FLAGS.data_dir),
+            allow_incomplete=FLAGS.allow_incomplete)
     except (ValueError, FileNotFoundError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2

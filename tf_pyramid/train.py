@@ -37,6 +37,7 @@ from absl import logging  # noqa: E402
 
 from tf_pyramid import serving  # noqa: E402
 from tf_pyramid.configs import experiments  # noqa: E402
+from tf_pyramid.data.completeness import IncompleteSplitError  # noqa: E402
 from tf_pyramid.runs import checkpoints, files, lock, run_config  # noqa: E402
 from tf_pyramid.training import chain  # noqa: E402
 from tf_pyramid.training import flags as training_flags  # noqa: E402
@@ -52,7 +53,7 @@ flags.DEFINE_boolean("list_experiments", False, "List the paper's experiments (-
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 UNUSABLE_RUN = (lock.LockedError, run_config.IncompatibleConfigError, checkpoints.CheckpointError,
-                files.DamagedFileError)
+                files.DamagedFileError, IncompleteSplitError)
 _command_line = None  # the `experiments.CommandLine` that `run()` parsed
 
 

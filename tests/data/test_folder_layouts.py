@@ -147,6 +147,10 @@ def test_train_and_test_folders_and_validation_from_train(tmp_path, jpegs):
 def test_class_names_given_by_the_run_fix_the_labels(tmp_path, jpegs):
     root = tmp_path / "data"
     _write(root, ["cat/1.jpg", "dog/1.jpg", "dog/2.jpg"], jpegs)
+    with pytest.raises(ValueError, match=r"differ from the run's class list \(3 classes\): "
+                       r"missing \['zebra'\]"):  # a class folder gone since the run started
+        folder_split(str(root), "train", class_names=["dog", "cat", "zebra"])
+    (root / "zebra").mkdir()  # an empty class folder is still the class
     found = folder_split(str(root), "train", class_names=["dog", "cat", "zebra"])
     assert found.class_names == ["dog", "cat", "zebra"]
     assert sorted(zip(found.labels, [os.path.basename(os.path.dirname(p)) for p in found.paths])

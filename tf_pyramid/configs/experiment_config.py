@@ -114,6 +114,10 @@ class EvaluationConfig:
                          "(metrics.json).")
     passes: int = setting(1, "eval_passes", "Final evaluation passes averaged (MNIST re-draws "
                           "positions every pass; the paper averages 20).", lower_bound=1)
+    allow_incomplete: bool = setting(
+        False, "allow_incomplete", "Accept an evaluation that read fewer examples than its split "
+        "holds (damaged records or files, counted and named in the log); by default it stops "
+        "the run with an error.")
 
 
 @dataclasses.dataclass

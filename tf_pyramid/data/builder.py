@@ -171,8 +171,8 @@ def make_image_example_fn(training, resolution, strict, counter, parse):
               functools.partial(image_ops.decode_for_size, size=resolution))
 
     def example(raw, seed):
-        record = parse(raw)
-        encoded = counter.count_read(record["encoded"])
+        record = parse(counter.count_read(raw))  # counted first: a file that vanished counts
+        encoded = record["encoded"]
         valid = decoding.looks_decodable(encoded)
         if strict:
             with tf.control_dependencies([decoding.assert_decodable(valid, record["name"])]):
@@ -220,8 +220,11 @@ def _image_examples(dataset, split, resolution, training, data_dir, seed, strict
         examples = examples.ignore_errors(log_warning=True)
     examples = examples.filter(lambda image, label: label >= 0)
     examples = counter.log_after_each_pass(examples)
+    if records.lost_records is not None:
+        examples = records.lost_records.log_after_each_pass(examples)
     info = DatasetInfo(num_classes=records.num_classes,
                        num_examples=records.num_examples, class_names=records.class_names,
                        input_convention=input_convention(dataset, resolution),
-                       skipped_images=counter)
+                       skipped_images=counter, lost_records=records.lost_records,
+                       split=f"{dataset}/{split}")
     return examples, info

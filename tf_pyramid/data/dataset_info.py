@@ -4,6 +4,7 @@ from typing import List, Optional
 
 from tf_pyramid.data.input_convention import InputConvention
 from tf_pyramid.data.skipped_image_counter import SkippedImageCounter
+from tf_pyramid.data.tfrecord_shards import LostRecordCounter
 
 
 @dataclasses.dataclass
@@ -17,6 +18,9 @@ class DatasetInfo:
     class_names: Optional[List[str]]
     input_convention: InputConvention
     skipped_images: Optional[SkippedImageCounter] = None  # ImageNet-style sources only
+    # Records lost to damaged TFRecord shards (tfrecord_shards.LostRecordCounter); TFRecords only.
+    lost_records: Optional[LostRecordCounter] = None
+    split: Optional[str] = None  # "<dataset>/<split>", for messages
 
     @property
     def channels(self):

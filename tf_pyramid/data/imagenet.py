@@ -16,6 +16,8 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from tf_pyramid.data import tfrecord_shards
+
 IMAGENET_NUM_CLASSES = 1000
 MANUAL_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
 TEST_TAR = "ILSVRC2012_img_test.tar"
@@ -31,7 +33,8 @@ TFRECORD_CYCLE_LENGTH = 16
 TFRECORD_READ_BUFFER = 8 << 20
 
 ImageRecords = collections.namedtuple(
-    "ImageRecords", ["dataset", "parse", "num_examples", "num_classes", "class_names", "sharded"])
+    "ImageRecords", ["dataset", "parse", "num_examples", "num_classes", "class_names", "sharded",
+                     "lost_records"], defaults=[None])  # lost_records: TFRecords only
 
 
 def _shard_list(items, input_context):
@@ -194,19 +197,23 @@ def tfrecord_records(split, data_dir, *, training, seed, input_context, class_na
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if training:
         dataset = dataset.shuffle(len(files), seed=seed)
+    # A damaged record costs itself (and, with a damaged length header, the rest of its shard),
+    # counted and named in `lost` (tfrecord_shards), instead of silently ending its shard.
+    lost = tfrecord_shards.LostRecordCounter(f"tfrecord/{split}")
     dataset = dataset.interleave(
-        lambda shard: tf.data.TFRecordDataset(shard, buffer_size=TFRECORD_READ_BUFFER).map(
-            lambda serialized: {"serialized": serialized, "shard": shard}),
+        lambda shard: tfrecord_shards.shard_records(shard, lost, TFRECORD_READ_BUFFER),
         cycle_length=min(TFRECORD_CYCLE_LENGTH, len(files)), block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
     parse = functools.partial(_parse_tfrecord, num_classes=num_classes, with_boxes=training)
-    return ImageRecords(dataset, parse, None, num_classes, class_names, sharded)
+    return ImageRecords(dataset, parse, None, num_classes, class_names, sharded, lost)
 
 
 # ------------------------------------------------------------------------------------------ folder
-FolderSplit = collections.namedtuple("FolderSplit", ["paths", "labels", "class_names", "folder"])
+FolderSplit = collections.namedtuple(
+    "FolderSplit", ["paths", "labels", "class_names", "folder", "left_out"], defaults=[None])
+# left_out: {kind: count} of the files and links the walk left out (see _LeftOut.KINDS)
 
 
 def _subfolders(directory):
@@ -219,14 +226,102 @@ def _is_image(name):
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _images_under(folder):
-    """Sorted paths of the image files anywhere under `folder` (as Keras and torchvision do)."""
-    paths = []
-    # os.walk (scandir) on local disks: gfile.walk asks isdir of every one of a million files.
-    walk = tf.io.gfile.walk if "://" in folder else functools.partial(os.walk, followlinks=True)
-    for directory, subdirs, files in walk(folder):
-        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-        paths.extend(os.path.join(directory, f) for f in files if _is_image(f))
+class _LeftOut:
+    """Files and links a folder walk left out, by kind, for one warning per kind and split."""
+
+    KINDS = {
+        "not_regular": "not regular files (FIFOs, sockets, devices: reading them would block "
+                       "or fail)",
+        "odd_names": "file names that are not valid UTF-8 (TensorFlow paths are UTF-8; rename "
+                     "them)",
+        "broken": "broken links or files that cannot be inspected",
+        "links_inside": "directory links into the data folder itself (., .., another class or "
+                        "split: they would duplicate or mislabel files)",
+        "links_repeated": "directory links to a folder read already (each real folder is read "
+                          "once)",
+    }
+
+    def __init__(self):
+        self.paths = {kind: [] for kind in self.KINDS}
+
+    def add(self, kind, path):
+        # An odd name is shown with its undecodable bytes as \xNN escapes.
+        self.paths[kind].append(os.fsencode(path).decode("utf-8", "backslashreplace"))
+
+    def warn(self, folder):
+        for kind, paths in self.paths.items():
+            if paths:
+                shown = sorted(paths)[:_NAMES_SHOWN]
+                more = len(paths) - len(shown)
+                logging.warning("%s: left out %d %s: %s%s.", folder, len(paths),
+                                self.KINDS[kind], ", ".join(shown),
+                                f" and {more} more" if more else "")
+
+    def counts(self):
+        return {kind: len(paths) for kind, paths in self.paths.items() if paths}
+
+
+def _folder_key(path):
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def _is_inside(path, root):
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _images_under(folder, *, seen=None, data_root=None, left_out=None):
+    """Sorted paths of the image files anywhere under `folder` (as Keras and torchvision do).
+
+    Local folders: links to files are followed; a link to a directory is followed unless it
+    leads into `data_root` (the data folder) or to a folder in `seen` (the (st_dev, st_ino) of
+    the folders read so far, updated here): each real folder is read once, so no loop, no
+    duplicate, no other class's files under this label. Non-regular files (FIFOs, sockets,
+    devices) and names that are not UTF-8 are left out and recorded in `left_out` (`_LeftOut`).
+    """
+    if "://" in folder:  # gfile.walk: no links or special files on object stores
+        paths = []
+        for directory, subdirs, files in tf.io.gfile.walk(folder):
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+            paths.extend(os.path.join(directory, f) for f in files if _is_image(f))
+        return sorted(paths)
+    seen = set() if seen is None else seen
+    left_out = _LeftOut() if left_out is None else left_out
+    root = os.path.realpath(data_root) if data_root else None
+    seen.add(_folder_key(folder))
+    paths, pending = [], [folder]
+    while pending:  # os.scandir: file types come with the listing, no stat per regular file
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and entry.is_dir():
+                    continue
+                try:
+                    entry.name.encode("utf-8")
+                except UnicodeEncodeError:  # undecodable bytes, kept as surrogates by os
+                    if _is_image(entry.name) or entry.is_dir():
+                        left_out.add("odd_names", entry.path)
+                    continue
+                try:
+                    if entry.is_dir():
+                        if entry.is_symlink():
+                            if root and _is_inside(os.path.realpath(entry.path), root):
+                                left_out.add("links_inside", entry.path)
+                                continue
+                            key = _folder_key(entry.path)
+                            if key in seen:
+                                left_out.add("links_repeated", entry.path)
+                                continue
+                            seen.add(key)
+                        pending.append(entry.path)
+                    elif _is_image(entry.name):
+                        if entry.is_file():
+                            paths.append(entry.path)
+                        elif os.path.lexists(entry.path) and os.path.exists(entry.path):
+                            left_out.add("not_regular", entry.path)
+                        else:
+                            left_out.add("broken", entry.path)
+                except OSError:
+                    left_out.add("broken", entry.path)
     return sorted(paths)
 
 
@@ -306,6 +401,30 @@ def _split_source(data_dir, split, validation_fraction):
         "name>/<image file> (JPEG, PNG, GIF or BMP), or class folders directly in data_dir.")
 
 
+class ClassSetChangedError(ValueError):
+    """The class folders of the data no longer match the run's class list (`missing`: classes of
+    the list without a folder; `new`: folders not in the list)."""
+
+    def __init__(self, message, missing, new):
+        super().__init__(message)
+        self.missing, self.new = missing, new
+
+
+def _check_class_set(class_names, folders, where):
+    """Raises ClassSetChangedError unless the class folders of `where` are the run's classes."""
+    missing = [name for name in class_names if name not in folders]
+    new = [name for name in folders if name not in set(class_names)]
+    if missing or new:
+        raise ClassSetChangedError(
+            f"The class folders of {where!r} differ from the run's class list "
+            f"({len(class_names)} classes): "
+            + "; ".join(([f"missing {_named(missing)}"] if missing else [])
+                        + ([f"not in the list {_named(new)}"] if new else []))
+            + ". The run's labels would no longer cover the same classes (a class folder "
+            "removed, renamed or added since the run started?). Restore the folders as they "
+            "were, or start a new run (another model_dir).", missing, new)
+
+
 def folder_split(data_dir, split, *, class_names=None, validation_fraction=None):
     """The files and labels of one split of a folder dataset (`FolderSplit`); writes nothing.
 
@@ -314,7 +433,9 @@ def folder_split(data_dir, split, *, class_names=None, validation_fraction=None)
     `image_dataset_from_directory`): all of it is the train split. `validation_fraction` holds out
     the files whose path hash falls below it as the validation split (when there is no validation
     folder). Labels index `class_names` when given (the run's class list, so that labels do not
-    move when folders are added), else the sorted class folders of the training folder.
+    move when folders are added), else the sorted class folders of the training folder; given
+    class names that differ from the training folder's class folders raise
+    `ClassSetChangedError`. Links, special files and odd names: `_images_under`.
     """
     if not data_dir:
         raise ValueError("dataset='folder' needs data_dir: a folder with <split>/<class>/<image> "
@@ -333,6 +454,7 @@ def folder_split(data_dir, split, *, class_names=None, validation_fraction=None)
             + (f", only {len(loose)} image files, which have no labels: sort them into one "
                "sub-folder per class" if loose else "")
             + f": expected {folder}/<class name>/<image file>.")
+    given = class_names is not None
     if class_names is None:
         class_names = class_dirs if class_folder == folder else _subfolders(class_folder)
         where = f"the class folders of {class_folder!r}"
@@ -345,11 +467,18 @@ def folder_split(data_dir, split, *, class_names=None, validation_fraction=None)
         raise ValueError(f"Class folders {_named(unknown)} of {folder!r} are not in {where}: a "
                          "label for them would not exist or would change. Remove them, or start "
                          "a new run that includes them.")
+    if given:
+        _check_class_set(class_names, class_dirs if class_folder == folder
+                         else _subfolders(class_folder), class_folder)
     _warn_about_old_class_index(data_dir, class_names)
     paths, labels, empty = [], [], []
+    seen, left_out = set(), _LeftOut()
+    if "://" not in folder:  # every class folder and their parents are read once, as classes
+        seen.update(_folder_key(path) for path in (
+            data_dir, folder, *(os.path.join(folder, name) for name in class_dirs)))
     for name in class_dirs:
         class_dir = os.path.join(folder, name)
-        files = _images_under(class_dir)
+        files = _images_under(class_dir, seen=seen, data_root=data_dir, left_out=left_out)
         if not files:
             empty.append(name)
         if part is not None:
@@ -361,6 +490,7 @@ def folder_split(data_dir, split, *, class_names=None, validation_fraction=None)
     if empty:
         logging.warning("%s: class folders with no image files (%s): these classes have no "
                         "examples here.", folder, _named(empty))
+    left_out.warn(folder)
     loose = [name for name in tf.io.gfile.listdir(folder) if _is_image(name)]
     if loose:
         logging.warning("%s: %d image files lie beside the class folders and are ignored (no "
@@ -370,7 +500,7 @@ def folder_split(data_dir, split, *, class_names=None, validation_fraction=None)
             f"No images in {folder!r}"
             + (f" for {part} (validation_fraction={validation_fraction})" if part else "")
             + f": expected <class name>/<file> with one of the extensions {IMAGE_EXTENSIONS}.")
-    return FolderSplit(paths, labels, class_names, folder)
+    return FolderSplit(paths, labels, class_names, folder, left_out.counts())
 
 
 def _warn_about_old_class_index(data_dir, class_names):

@@ -32,11 +32,15 @@ class SkippedImageCounter:
                                      trainable=False, name=f"{name}_names")
             # Parallel map calls may fail together: taking a slot is one exclusive step.
             self._names_lock = tf.CriticalSection(name=f"{name}_names_lock")
+        self.last_pass_skipped = 0  # skipped in the last finished pass (set by `log`)
+        self.last_pass_names = []  # its first failing names
+        self._skipped_at_last_log = 0
 
-    def count_read(self, tensor):
-        """`tensor`, after adding one to `read`."""
+    def count_read(self, structure):
+        """`structure` (a tensor or a dict of them), after adding one to `read`: call it before
+        anything that may fail (reading the file), so that a failure counts as skipped."""
         with tf.control_dependencies([self.read.assign_add(1)]):
-            return tf.identity(tensor)
+            return tf.nest.map_structure(tf.identity, structure)
 
     def count_decoded(self, tensor):
         """`tensor`, after adding one to `decoded` (call on the decoded image)."""
@@ -69,12 +73,14 @@ class SkippedImageCounter:
         """Logs the count and the pass's first failing names, then starts a new pass's names."""
         read, skipped = int(self.read.numpy()), self.skipped
         names, failed = self.first_skipped_names, int(self.failed_this_pass.numpy())
+        self.last_pass_skipped = skipped - self._skipped_at_last_log
+        self.last_pass_names, self._skipped_at_last_log = names, skipped
         if skipped:
             named = (f" This pass, {failed} failed the format check; the first: "
                      f"{', '.join(names)}{', ...' if failed > len(names) else ''}."
                      if names else "")
-            logging.warning("%s: skipped %d undecodable image(s) of %d read so far "
-                            "(strict=True raises on the first, naming the file).%s",
+            logging.warning("%s: skipped %d undecodable image(s) (or unreadable files) of %d "
+                            "read so far (strict=True raises on the first, naming the file).%s",
                             self.name, skipped, read, named)
         else:
             logging.info("%s: %d images read, none undecodable.", self.name, read)

@@ -130,7 +130,9 @@ class Validation(Action):
         self.dataset, self.writer, self.split = dataset, writer, split
 
     def after_epoch(self, trainer, epoch, logs):
-        scalars = evaluation.scalar_logs(trainer.evaluator.evaluate(self.dataset))
+        scalars = evaluation.scalar_logs(trainer.evaluator.evaluate(
+            self.dataset, data_info=trainer.data_infos.get(self.split),
+            allow_incomplete=trainer.config.evaluation.allow_incomplete))
         with self.writer.as_default(step=trainer.current_step):
             for name, value in scalars.items():
                 write_scalar(name, value, trainer.current_step)

@@ -8,9 +8,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pyramid import runs
-from tf_pyramid.modeling import attention_policy
 from tf_pyramid.configs import ExperimentConfig
 from tf_pyramid.data import build_dataset, evaluate_redrawn
+from tf_pyramid.data.completeness import check_complete
+from tf_pyramid.modeling import attention_policy
 
 LEVEL_KEYS = ("accuracy", "mean_locations", "mean_macs")  # per-level entries of metrics.json
 
@@ -65,10 +66,14 @@ class Evaluator:
             self._steps[policy] = step
         return self._steps[policy]
 
-    def evaluate(self, dataset, num_passes=1, policy=None):
+    def evaluate(self, dataset, num_passes=1, policy=None, data_info=None,
+                 allow_incomplete=False):
         """Per-level results over `num_passes` passes of `dataset` (distributed or plain): the
         mean of the passes (`data.evaluate_redrawn`), and the accuracy's spread over them.
-        `policy`: attention policy of this evaluation (default: the evaluator's)."""
+        `policy`: attention policy of this evaluation (default: the evaluator's).
+        `data_info` (the dataset's `DatasetInfo`): then a pass that read fewer examples than the
+        split holds raises `IncompleteSplitError` unless `allow_incomplete` (then the result's
+        "incomplete" says what was missing)."""
         levels = range(1, self.model.exit_levels + 1)
         step = self._step_for(policy or self.policy)
         redrawn = evaluate_redrawn(lambda data: self._one_pass(step, data), dataset, num_passes)
@@ -80,6 +85,11 @@ class Evaluator:
                   "cross_entropy": [mean[f"cross_entropy_{d}"] for d in levels]}
         if redrawn["num_passes"] > 1:
             result["accuracy_std"] = [redrawn["std"][f"accuracy_{d}"] for d in levels]
+        if data_info is not None:
+            incomplete = check_complete(data_info, mean["num_examples"],
+                                        allow_incomplete=allow_incomplete)
+            if incomplete:
+                result["incomplete"] = incomplete
         return result
 
     @staticmethod
@@ -112,11 +122,16 @@ def scalar_logs(result, prefix=""):
 
 
 def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=None,
-                 use_checkpoint=False, num_passes=None, batch_size=None, seed=None, **overrides):
+                 use_checkpoint=False, num_passes=None, batch_size=None, seed=None,
+                 allow_incomplete=None, **overrides):
     """The per-level JSON dict for a run directory or .keras file (`python -m
     tf_pyramid.evaluate`): model.keras, or the latest / a given checkpoint; data settings from the
-    run's config.json unless overridden; `levels` re-runs the modules with that many levels."""
+    run's config.json unless overridden; `levels` re-runs the modules with that many levels.
+    A pass that read less than the whole split raises `IncompleteSplitError` unless
+    `allow_incomplete` (default: the run's `--allow_incomplete`)."""
     config = runs.read_config(model_dir) or ExperimentConfig()
+    if allow_incomplete is None:
+        allow_incomplete = config.evaluation.allow_incomplete
     model, where = runs.load_run_model(model_dir, checkpoint=checkpoint,
                                        prefer_checkpoint=use_checkpoint)
     pyramid = model.has_attention
@@ -155,7 +170,8 @@ def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=Non
         validation_fraction=data.validation_fraction)
     runs.check_same_inputs(model, info.input_convention.get_config(), where)
     result = Evaluator(model, tf.distribute.get_strategy(),
-                       policy if pyramid else None).evaluate(dataset, num_passes)
+                       policy if pyramid else None).evaluate(
+        dataset, num_passes, data_info=info, allow_incomplete=allow_incomplete)
     return {"levels": result["levels"], "model": config.model.name or model.name,
             "split": split, "policy": policy if pyramid else None, "passes": num_passes,
             "dataset": dataset_name,

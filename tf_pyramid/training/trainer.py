@@ -67,6 +67,7 @@ class Trainer:
         self.initial_step = 0
         self.current_step = 0
         self.last_chunk = 0
+        self.data_infos = {}  # split -> the DatasetInfo of its (last built) pipeline
         self.result = {}
 
     # ------------------------------------------------------------------------------------
@@ -184,7 +185,8 @@ class Trainer:
 
     def _distributed(self, split, training):
         def dataset_fn(input_context):
-            dataset, _ = self._dataset(split, training, input_context)
+            dataset, info = self._dataset(split, training, input_context)
+            self.data_infos[split] = info  # its counters say what a pass lost
             return dataset.repeat() if training else dataset
         options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
         return self.strategy.distribute_datasets_from_function(dataset_fn, options)
@@ -381,8 +383,10 @@ class Trainer:
     # Results.
     def _final_evaluation(self, policy):
         c = self.config
-        return self.evaluator.evaluate(self._distributed(c.evaluation.split, training=False),
-                                       num_passes=c.evaluation.passes, policy=policy)
+        dataset = self._distributed(c.evaluation.split, training=False)
+        return self.evaluator.evaluate(dataset, num_passes=c.evaluation.passes, policy=policy,
+                                       data_info=self.data_infos.get(c.evaluation.split),
+                                       allow_incomplete=c.evaluation.allow_incomplete)
 
     def finish(self):
         """Final evaluation -> metrics.json and model.keras.
