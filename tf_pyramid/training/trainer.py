@@ -60,7 +60,7 @@ class Trainer:
         self.config = resolve_config(config, planned_init_from)
         self.strategy = strategy
         self.callbacks = list(callbacks)
-        self.model_dir = os.path.abspath(self.config.trainer.model_dir)
+        self.model_dir = files.absolute(self.config.trainer.model_dir)  # a URL stays a URL
         self.interrupted = False
         self.signal = None  # the signal that interrupted training, if any
         self.lock = None
@@ -79,7 +79,7 @@ class Trainer:
         strategy = self.strategy
         self.task_type, self.task_id, self.is_chief = strategy_lib.worker_info(strategy)
         self.write_dir = strategy_lib.write_dir(self.model_dir, strategy)
-        os.makedirs(self.write_dir, exist_ok=True)
+        files.makedirs(self.write_dir)
         if self.is_chief and self.lock is None:
             self.lock = run_lock.lock_run_dir(self.model_dir)
             for path in files.remove_leftovers(self.model_dir):
@@ -270,8 +270,16 @@ class Trainer:
                 f"{int(self.step.numpy())} (e.g. {', '.join(broken[:3])}). No checkpoint was "
                 f"written; the last finite one ({self.manager.latest_checkpoint}) is kept. "
                 "Lower --learning_rate, then rerun to resume from it.")
+        step = int(self.step.numpy())
+        latest = self.manager.latest_checkpoint
+        if latest and checkpoints.checkpoint_number(latest) == step:
+            # Already saved (a periodic checkpoint on the step where the run stops): writing it
+            # again gains nothing, and would append to the files on `ram://`.
+            if self.is_chief:
+                logging.info("Checkpoint %s (%s) was already written.", latest, reason)
+            return
         try:
-            path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+            path = self.manager.save(checkpoint_number=step)
         except tf.errors.OpError as error:  # e.g. a full disk: one line, not a traceback
             raise OSError(f"Cannot write a checkpoint to {self.manager.directory}: "
                           f"{error.message}") from error
