@@ -51,8 +51,9 @@ class Trainer:
 
     Steps, usable separately (tests): `setup()` builds strategy, data, model, optimizer and
     checkpoint and restores or initialises; `train()` runs the loop; `finish()` evaluates and
-    writes metrics.json and model.keras. `callbacks`: Keras callbacks called at every epoch end
-    (e.g. `tf_pyramid.callbacks.AttentionImages`). `planned_init_from`: `--init_from` is an
+    writes metrics.json and model.keras. `callbacks`: Keras callbacks, called as `model.fit`
+    calls them (`actions.KerasCallbacks`: train, epoch and per-chunk batch hooks; a callback
+    that sets `model.stop_training`, e.g. `EarlyStopping`, ends training early). `planned_init_from`: `--init_from` is an
     earlier stage of the same chain (it exists by the time `setup()` runs).
     """
 
@@ -67,6 +68,8 @@ class Trainer:
         self.initial_step = 0
         self.current_step = 0
         self.last_chunk = 0
+        self.stopped_by_callback = None  # the step where a callback set model.stop_training
+        self.validation_logs = None  # the last validation's scalars (for Keras callbacks)
         self.result = {}
 
     # ------------------------------------------------------------------------------------
@@ -318,6 +321,8 @@ class Trainer:
         previous = self._install_signal_handler()
         logs, started, start_step = {}, time.time(), step
         try:
+            for action in actions:
+                action.before_training(self, step)
             while step < self.total_steps:
                 epoch = step // self.steps_per_epoch
                 epoch_end = (epoch + 1) * self.steps_per_epoch
@@ -329,9 +334,14 @@ class Trainer:
                     if stop_at:
                         bounds.append(stop_at - step)
                     n = self.last_chunk = min(bounds)
+                    for action in actions:
+                        action.before_steps(self, step, n)
                     logs = {k: float(v) for k, v in train_steps(
                         iterator, tf.constant(n, tf.int32)).items()}
                     if not np.isfinite(logs["loss"]):
+                        for action in actions:  # TerminateOnNaN & co. see the loss first
+                            if isinstance(action, actions_lib.KerasCallbacks):
+                                action.after_steps(self, step + n, logs)
                         raise FloatingPointError(
                             f"Training diverged: the loss is {logs['loss']} at step {step + n}. "
                             "No checkpoint was written; the last finite one "
@@ -342,6 +352,8 @@ class Trainer:
                     logs["learning_rate"] = float(self.schedule(step - 1))
                     for action in actions:
                         action.after_steps(self, step, logs)
+                    if self._callback_stops(step, "after step"):
+                        return logs
                     if self.interrupted or (stop_at and step >= stop_at):
                         self.save_checkpoint("interrupted" if self.interrupted else "stopped")
                         self.interrupted = True
@@ -352,6 +364,8 @@ class Trainer:
                 for action in actions:
                     action.after_epoch(self, epoch, logs)
                 logging.info("Epoch %d training: %s", epoch + 1, actions_lib.format_logs(logs))
+                if self._callback_stops(step, "after epoch"):
+                    return logs
         except KeyboardInterrupt:
             self.save_checkpoint("keyboard interrupt")
             raise
@@ -365,6 +379,19 @@ class Trainer:
                      images / max(elapsed, 1e-9))
         self.result["train_seconds"] = elapsed
         return logs
+
+    def _callback_stops(self, step, where):
+        """Whether a Keras callback (EarlyStopping, TerminateOnNaN, ...) set
+        `model.stop_training`: then the state is checkpointed and training ends here, and the
+        run is finished as usual (final evaluation, model.keras), as `model.fit` would."""
+        if not getattr(self.model, "stop_training", False):
+            return False
+        self.save_checkpoint("stopped by a callback")
+        self.stopped_by_callback = step
+        self.result["stopped_by_callback"] = step
+        logging.warning("A callback stopped training %s %d of %d; finishing the run there.",
+                        where, step, self.total_steps)
+        return True
 
     def _install_signal_handler(self):
         def handler(signum, frame):  # noqa: ARG001
