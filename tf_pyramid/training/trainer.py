@@ -1,8 +1,8 @@
 """The training loop: `model.train_step` driven through `strategy.run` in a compiled loop.
 
 `Model.fit` is broken under `MultiWorkerMirroredStrategy` in Keras 3 (keras issue 20585), so the
-loop is our own and the same code runs on one device, `MirroredStrategy`,
-`MultiWorkerMirroredStrategy` and `TPUStrategy`:
+loop is our own and the same code runs on one device, `MirroredStrategy` and
+`MultiWorkerMirroredStrategy` (no TPU: see `strategy.py`):
 
 * model and optimizer are created under `strategy.scope()`; every worker reads its own shard of
   the training data (`distribute_datasets_from_function`, `input_context` to `build_dataset`);
@@ -16,7 +16,9 @@ loop is our own and the same code runs on one device, `MirroredStrategy`,
   workers save);
 * faults (`tf_pyramid.runs`): the chief locks `DIR`; a resume compares the flags with the saved
   config.json and falls back to the newest checkpoint that restores; result files are written
-  atomically; SIGTERM stops at the next step with a checkpoint and `result["signal"]`.
+  atomically; SIGTERM stops at the next step with a checkpoint and `result["signal"]`. With
+  several workers the stop is coordinated: each compiled call also averages the workers' stop
+  flags, and all of them save the same step and stop (`_stop_with_the_other_workers`).
 
 Everything besides the steps (progress, summaries, checkpoints, validation, callbacks) is an
 action of `training/actions.py`. The export for TF Serving is not the trainer's: `train.py` calls
@@ -43,6 +45,8 @@ from tf_pyramid.training import actions as actions_lib
 from tf_pyramid.training import evaluation
 from tf_pyramid.training import strategy as strategy_lib
 from tf_pyramid.training.flags import FlagError, ignored_pyramid_flags, resolve_config
+
+STOP_KEY = "_stop"  # the averaged stop flag of the workers, among the compiled step's logs
 
 
 class Trainer:
@@ -78,9 +82,10 @@ class Trainer:
         c = self.config
         if self.strategy is None:
             self.strategy = strategy_lib.create_strategy(
-                c.trainer.strategy, tpu=c.trainer.tpu, logical_cpus=c.trainer.logical_cpus)
+                c.trainer.strategy, logical_cpus=c.trainer.logical_cpus)
         strategy = self.strategy
         self.task_type, self.task_id, self.is_chief = strategy_lib.worker_info(strategy)
+        self.coordinated = self.task_type is not None  # several workers: stop together
         self.write_dir = strategy_lib.write_dir(self.model_dir, strategy)
         files.makedirs(self.write_dir)
         if self.is_chief and self.lock is None:
@@ -248,11 +253,16 @@ class Trainer:
     def _make_train_function(self):
         strategy, model = self.strategy, self.model
 
+        def last_step(batch, stop_flag):
+            logs = dict(model.train_step(batch))
+            logs[STOP_KEY] = tf.identity(stop_flag)  # averaged below: > 0 when any worker stops
+            return logs
+
         @tf.function
-        def train_steps(iterator, num_steps):
+        def train_steps(iterator, num_steps, stop_flag):
             for _ in tf.range(num_steps - 1):
                 strategy.run(model.train_step, args=(next(iterator),))
-            logs = strategy.run(model.train_step, args=(next(iterator),))
+            logs = strategy.run(last_step, args=(next(iterator), stop_flag))
             return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
 
         return train_steps
@@ -337,7 +347,9 @@ class Trainer:
                     for action in actions:
                         action.before_steps(self, step, n)
                     logs = {k: float(v) for k, v in train_steps(
-                        iterator, tf.constant(n, tf.int32)).items()}
+                        iterator, tf.constant(n, tf.int32),
+                        tf.constant(float(self.interrupted))).items()}
+                    any_worker_stops = logs.pop(STOP_KEY) > 0
                     if not np.isfinite(logs["loss"]):
                         for action in actions:  # TerminateOnNaN & co. see the loss first
                             if isinstance(action, actions_lib.KerasCallbacks):
@@ -354,7 +366,10 @@ class Trainer:
                         action.after_steps(self, step, logs)
                     if self._callback_stops(step, "after step"):
                         return logs
-                    if self.interrupted or (stop_at and step >= stop_at):
+                    if self.coordinated:  # all workers stop after the same chunk
+                        self._stop_with_the_other_workers(any_worker_stops, step)
+                    if (self.interrupted and (any_worker_stops or not self.coordinated)) or (
+                            stop_at and step >= stop_at):
                         self.save_checkpoint("interrupted" if self.interrupted else "stopped")
                         self.interrupted = True
                         logging.warning("Stopped at step %d of %d; rerun the same command to "
@@ -373,12 +388,26 @@ class Trainer:
             self._restore_signal_handler(previous)
             for action in actions:
                 action.close()
+        if self.coordinated and self.interrupted:  # too late to tell the others: all finished
+            logging.warning("Signal %s arrived after the last step; finishing the run with the "
+                            "other workers.", self.signal)
+            self.interrupted, self.signal = False, None
         elapsed = time.time() - started
         images = (step - start_step) * c.schedule.batch_size
         logging.info("Trained %d steps in %.1f s (%.1f images/s).", step - start_step, elapsed,
                      images / max(elapsed, 1e-9))
         self.result["train_seconds"] = elapsed
         return logs
+
+    def _stop_with_the_other_workers(self, any_worker_stops, step):
+        """Coordinated preemption (several workers): a signal is acted on only once the stop
+        flag of every worker has been averaged in the next chunk, so all workers save the same
+        step and stop together; a worker that got no signal stops as if it got SIGTERM."""
+        if any_worker_stops and not self.interrupted:
+            logging.warning("Another worker was interrupted: saving a checkpoint at step %d and "
+                            "stopping with it.", step)
+            self.interrupted = True
+            self.signal = signal.SIGTERM
 
     def _callback_stops(self, step, where):
         """Whether a Keras callback (EarlyStopping, TerminateOnNaN, ...) set
