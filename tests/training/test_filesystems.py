@@ -1,7 +1,6 @@
 """A run directory on another TensorFlow filesystem (`ram://`, standing for `gs://`): every read
 and write goes through `tf.io.gfile`. `ram://` lives in one process, so the whole user path
 (train, interrupt, resume, evaluate, export, load the export) runs in this one."""
-import json
 import os
 
 import numpy as np
