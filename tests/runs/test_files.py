@@ -40,14 +40,18 @@ class _FullDisk:
 
 @contextlib.contextmanager
 def _full_disk(monkeypatch):
-    """Within it, every file opened for writing takes only 200 bytes."""
-    real_open = builtins.open
+    """Within it, every file opened for writing (by Python or through `tf.io.gfile`) takes only
+    200 bytes."""
+    real_open, real_gfile = builtins.open, files.gfile.GFile
 
-    def limited_open(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        return _FullDisk(f, 200) if any(c in mode for c in "wa+") else f
+    def limited(opener):
+        def limited_open(file, mode="r", *args, **kwargs):
+            f = opener(file, mode, *args, **kwargs)
+            return _FullDisk(f, 200) if any(c in mode for c in "wa+") else f
+        return limited_open
     with monkeypatch.context() as patch:
-        patch.setattr(builtins, "open", limited_open)
+        patch.setattr(builtins, "open", limited(real_open))
+        patch.setattr(files.gfile, "GFile", limited(real_gfile))
         yield
 
 

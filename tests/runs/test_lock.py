@@ -1,5 +1,7 @@
 """The run-directory lock: a second holder is refused with the first one named; the lock is
 released on release and when its process dies (also by `kill -9`)."""
+import errno
+import json
 import os
 import signal
 import subprocess
@@ -81,3 +83,56 @@ def test_waiter_on_a_removed_lock_file_locks_the_new_one(tmp_path):
         lock.lock_run_dir(tmp_path)
     assert os.fstat(waiter._fd).st_ino == os.stat(tmp_path / lock.RUN_LOCK).st_ino  # noqa: SLF001
     waiter.release()
+
+
+def test_advisory_lock_where_there_are_no_file_locks(monkeypatch):
+    """A `ram://` (as `gs://`) run directory: a lock file with owner, host, pid and heartbeat; a
+    second holder is refused naming the first, a stale one is taken over."""
+    import tensorflow as tf  # noqa: PLC0415
+    monkeypatch.setattr(lock, "SETTLE_S", 0.01)
+    directory = "ram://tf_pyramid_lock_test/run"
+    first = lock.lock_run_dir(directory)
+    assert first.held and first.advisory is not None
+    path = f"{directory}/{lock.RUN_LOCK}"
+    record = json.loads(tf.io.gfile.GFile(path).read())
+    assert record["pid"] == os.getpid() and record["owner"] == first.advisory.owner
+    with pytest.raises(lock.LockedError, match=rf"in use by another training run \(pid "
+                       rf"{os.getpid()} on .*advisory lock {path}, heartbeat \d+ s ago"):
+        lock.lock_run_dir(directory)
+    first.release()
+    assert not tf.io.gfile.exists(path)
+
+    # A holder that died (its heartbeat older than STALE_S) is taken over.
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps({"owner": "dead", "pid": 1, "host": "gone", "heartbeat": 0}))
+    second = lock.lock_run_dir(directory)
+    assert json.loads(tf.io.gfile.GFile(path).read())["owner"] == second.advisory.owner
+    second.release()
+
+
+def test_advisory_heartbeat_renews_the_lock(monkeypatch):
+    import tensorflow as tf  # noqa: PLC0415
+    monkeypatch.setattr(lock, "SETTLE_S", 0.01)
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.05)
+    directory = "ram://tf_pyramid_lock_test/heartbeat"
+    holder = lock.lock_run_dir(directory)
+    path = f"{directory}/{lock.RUN_LOCK}"
+    before = json.loads(tf.io.gfile.GFile(path).read())["heartbeat"]
+    time.sleep(0.5)
+    after = json.loads(tf.io.gfile.GFile(path).read())["heartbeat"]
+    assert after > before
+    holder.release()
+
+
+def test_local_filesystem_without_flock_falls_back_to_the_advisory_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(lock, "SETTLE_S", 0.01)
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
+    first = lock.lock_run_dir(tmp_path)
+    assert first.held and first.advisory is not None
+    with pytest.raises(lock.LockedError, match="advisory lock"):
+        lock.lock_run_dir(tmp_path)
+    first.release()
+    assert os.listdir(tmp_path) == []

@@ -137,7 +137,6 @@ class TrainerConfig:
                                   "pipeline.", kind="integer")
     strategy: str = setting("default", "strategy", "tf.distribute strategy; multi_worker reads "
                             "TF_CONFIG.")
-    tpu: Optional[str] = setting(None, "tpu", "TPU name or address for --strategy=tpu.")
     logical_cpus: Optional[int] = setting(None, "logical_cpus", "Split the CPU into N logical "
                                           "devices (to try --strategy=mirrored on one CPU).",
                                           kind="integer")

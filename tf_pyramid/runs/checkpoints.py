@@ -15,14 +15,14 @@ ends in a raw TF error that names no file, and a damaged state file in a `ValueE
 * `keep_damaged` moves the skipped (newer) checkpoints to `checkpoints/damaged/<time>/` with a
   note, and rewrites the state file to list only checkpoints up to the restored one, so a
   `CheckpointManager` created afterwards can neither overwrite (same step number) nor delete them.
+
+Every file operation goes through `tf.io.gfile` (`runs.files`): the directory may be `gs://...`.
 """
 import dataclasses
 import datetime
-import glob
 import json
 import os
 import re
-import shutil
 import time
 
 import tensorflow as tf
@@ -58,7 +58,7 @@ def read_state(directory):
     """`(listed prefixes, problem)` of the state file: absolute prefixes, and a description of why
     the file cannot be used (None when it is sound or absent)."""
     path = os.path.join(directory, STATE_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         return [], None
     try:
         state = tf.train.get_checkpoint_state(directory)
@@ -67,14 +67,20 @@ def read_state(directory):
     if state is None or not state.model_checkpoint_path:
         return [], "empty or without a latest checkpoint"
     listed = list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]
-    return sorted({os.path.join(directory, p) for p in listed}, key=checkpoint_number), None
+    return sorted({_in_directory(directory, p) for p in listed}, key=checkpoint_number), None
+
+
+def _in_directory(directory, prefix):
+    """A state file's prefix (relative, absolute or a URL) as a path in `directory`."""
+    return prefix if files.is_url(prefix) or os.path.isabs(prefix) \
+        else os.path.join(directory, prefix)
 
 
 def find_checkpoints(directory):
     """`(candidate prefixes newest first, state problem)`: the numbered checkpoints with files
     on disk, whatever the state file says, plus the listed ones that have any file."""
     prefixes = set()
-    for name in (os.listdir(directory) if os.path.isdir(directory) else []):
+    for name in (files.listdir(directory) if files.isdir(directory) else []):
         match = _CHECKPOINT_FILE.match(name)
         if match:
             prefixes.add(os.path.join(directory, match.group("prefix")))
@@ -89,8 +95,13 @@ def has_checkpoints(directory):
 
 
 def _files_of(prefix):
-    return sorted(glob.glob(glob.escape(prefix) + ".index") +
-                  glob.glob(glob.escape(prefix) + ".data-*"))
+    """The index and data files of the checkpoint `prefix` (listed, not globbed: a directory
+    name may hold glob characters)."""
+    directory, name = os.path.split(prefix)
+    if not files.isdir(directory):
+        return []
+    return sorted(os.path.join(directory, n) for n in files.listdir(directory)
+                  if (m := _CHECKPOINT_FILE.match(n)) and m.group("prefix") == name)
 
 
 def _first_line(error):
@@ -101,12 +112,15 @@ def _first_line(error):
 def _why_not_restorable(checkpoint, prefix, partial):
     """None if `checkpoint` restored from `prefix`, else why not (naming the damaged file)."""
     name = os.path.basename(prefix)
-    if not os.path.exists(prefix + ".index"):
+    present = _files_of(prefix)
+    if prefix + ".index" not in present:
         return f"its index file {name}.index is missing"
-    if not glob.glob(glob.escape(prefix) + ".data-*"):
+    if len(present) < 2:
         return f"its data file {name}.data-* is missing"
     try:
-        tf.train.load_checkpoint(prefix)  # reads the index only
+        # Reads the index only. Not `tf.train.load_checkpoint`, which first asks whether the
+        # prefix is a directory: on `ram://` any prefix of a file name is one.
+        tf.compat.v1.train.NewCheckpointReader(prefix)
     except Exception as error:  # noqa: BLE001
         return f"its index file {name}.index is damaged ({_first_line(error)})"
     try:
@@ -168,19 +182,19 @@ def keep_damaged(directory, restored):
     if restored.skipped or restored.state_problem:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         moved_to = os.path.join(directory, DAMAGED_DIR, stamp)
-        os.makedirs(moved_to)
+        files.makedirs(moved_to)
         notes = [f"{os.path.basename(p)}: {why}" for p, why in restored.skipped]
         for prefix, _ in restored.skipped:
             for path in _files_of(prefix):
-                shutil.move(path, os.path.join(moved_to, os.path.basename(path)))
+                files.move(path, os.path.join(moved_to, os.path.basename(path)))
         state_path = os.path.join(directory, STATE_FILE)
-        if restored.state_problem and os.path.exists(state_path):
-            shutil.move(state_path, os.path.join(moved_to, STATE_FILE))
+        if restored.state_problem and files.exists(state_path):
+            files.move(state_path, os.path.join(moved_to, STATE_FILE))
             notes.append(f"{STATE_FILE} (the state file): {restored.state_problem}")
-        with open(os.path.join(moved_to, "WHY.txt"), "w") as f:
-            f.write(f"Moved here on {stamp} when the run resumed from "
-                    f"{os.path.basename(restored.path or 'nothing')}:\n" +
-                    "".join(f"  {line}\n" for line in notes))
+        files.write_text(os.path.join(moved_to, "WHY.txt"),
+                         f"Moved here on {stamp} when the run resumed from "
+                         f"{os.path.basename(restored.path or 'nothing')}:\n" +
+                         "".join(f"  {line}\n" for line in notes))
         logging.warning("Kept the damaged checkpoint files in %s (see WHY.txt there).", moved_to)
     if restored.path:
         _rewrite_state(directory, restored.path)
@@ -192,22 +206,17 @@ def _rewrite_state(directory, latest):
     (relative names, their index times as timestamps, so the manager's rotation still works)."""
     listed, problem = read_state(directory)
     keep = [p for p in find_checkpoints(directory)[0]
-            if checkpoint_number(p) <= checkpoint_number(latest) and os.path.exists(p + ".index")]
+            if checkpoint_number(p) <= checkpoint_number(latest) and files.exists(p + ".index")]
     keep = sorted(keep, key=checkpoint_number)
     if not problem and listed and listed[-1] == latest and set(listed) == set(keep):
         return
-    times = [min(os.path.getmtime(p + ".index"), time.time()) for p in keep]
+    times = [min(files.getmtime(p + ".index"), time.time()) for p in keep]
     # The CheckpointState text proto, as CheckpointManager writes it (tf.train has no writer).
     lines = [f"model_checkpoint_path: {json.dumps(os.path.basename(latest))}"]
     lines += [f"all_model_checkpoint_paths: {json.dumps(os.path.basename(p))}" for p in keep]
     lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in times]
     lines.append(f"last_preserved_timestamp: {min(times) - 1.0!r}")
-    text = "\n".join(lines) + "\n"
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    files.replace_atomically(os.path.join(directory, STATE_FILE), write)
+    files.write_text(os.path.join(directory, STATE_FILE), "\n".join(lines) + "\n")
 
 
 def manager_after_restore(checkpoint, directory, max_to_keep, restored=None):
@@ -215,7 +224,7 @@ def manager_after_restore(checkpoint, directory, max_to_keep, restored=None):
     checkpoints up to the restored one in its state): it deletes only older ones, oldest first."""
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
     same_directory = restored is not None and restored.path and (
-        os.path.dirname(os.path.abspath(restored.path)) == os.path.abspath(directory))
+        os.path.dirname(files.absolute(restored.path)) == files.absolute(directory))
     if same_directory:
         newer = [p for p in find_checkpoints(directory)[0]
                  if checkpoint_number(p) > checkpoint_number(restored.path)]

@@ -50,7 +50,7 @@ def read_saved(model_dir):
     """The saved config.json of `model_dir` as an `ExperimentConfig` (None if absent);
     `DamagedFileError` if damaged."""
     path = os.path.join(model_dir, CONFIG_FILE)
-    return ExperimentConfig.from_dict(files.read_json(path)) if os.path.exists(path) else None
+    return ExperimentConfig.from_dict(files.read_json(path)) if files.exists(path) else None
 
 
 def compare(saved, config, run_info=None):
@@ -113,8 +113,8 @@ def write_config(model_dir, config, step=0):
         incompatible, changed = compare(saved, config)
         if incompatible or changed:
             history = os.path.join(model_dir, HISTORY_DIR)
-            os.makedirs(history, exist_ok=True)
-            number = 1 + len([n for n in os.listdir(history) if n.endswith(".json")])
+            files.makedirs(history)
+            number = 1 + len([n for n in files.listdir(history) if n.endswith(".json")])
             kept = os.path.join(history, f"{number:03d}-until-step-{int(step)}.json")
             files.write_json(kept, saved.to_dict())
             logging.info("Kept the previous %s as %s.", CONFIG_FILE, kept)
@@ -125,8 +125,8 @@ def write_config(model_dir, config, step=0):
 def history(model_dir):
     """The kept configs of `model_dir`, oldest first, then the current one."""
     folder = os.path.join(model_dir, HISTORY_DIR)
-    names = sorted(n for n in os.listdir(folder) if n.endswith(".json")) \
-        if os.path.isdir(folder) else []
+    names = sorted(n for n in files.listdir(folder) if n.endswith(".json")) \
+        if files.isdir(folder) else []
     configs = [ExperimentConfig.from_dict(files.read_json(os.path.join(folder, n)))
                for n in names]
     current = read_saved(model_dir)

@@ -61,7 +61,7 @@ def checkpoint_for(model, **others):
 def read_config(model_dir):
     """The run's config.json as an `ExperimentConfig`, or None when there is none."""
     path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.exists(path):
+    if not files.exists(path):
         return None
     return ExperimentConfig.from_dict(files.read_json(path))
 
@@ -69,15 +69,14 @@ def read_config(model_dir):
 def read_class_names(model_dir):
     """The class index the run was trained with (labels must not move on resume), else None."""
     path = os.path.join(model_dir, CLASS_INDEX_FILE)
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         return None
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
+    return [line.strip() for line in files.read_text(path).splitlines() if line.strip()]
 
 
 def write_class_names(model_dir, class_names):
-    with open(os.path.join(model_dir, CLASS_INDEX_FILE), "w") as f:
-        f.write("".join(f"{name}\n" for name in class_names))
+    files.write_text(os.path.join(model_dir, CLASS_INDEX_FILE),
+                     "".join(f"{name}\n" for name in class_names))
 
 
 def load_run_model(path, checkpoint=None, prefer_checkpoint=False, compile=False):
@@ -90,10 +89,11 @@ def load_run_model(path, checkpoint=None, prefer_checkpoint=False, compile=False
     included) rather than bare. A damaged file raises a `ValueError` saying so
     (`files.DamagedFileError`, `checkpoints.CheckpointError`).
     """
-    if os.path.isfile(path):
+    path = os.fspath(path)
+    if files.isfile(path):
         return files.load_keras(path, compile=compile), path
     keras_file = os.path.join(path, MODEL_FILE)
-    if os.path.exists(keras_file) and not (prefer_checkpoint or checkpoint):
+    if files.exists(keras_file) and not (prefer_checkpoint or checkpoint):
         return files.load_keras(keras_file, compile=compile), keras_file
     config = read_config(path)
     checkpoint_dir = os.path.join(path, CHECKPOINT_DIR)

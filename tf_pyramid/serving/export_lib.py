@@ -1,7 +1,6 @@
 """Writing a model as a versioned SavedModel for TF Serving (`BASE/<version>/saved_model.pb`)."""
 import json
 import os
-import shutil
 import uuid
 
 import keras
@@ -10,6 +9,7 @@ from absl import logging
 
 from tf_pyramid import runs
 from tf_pyramid.data import InputConvention
+from tf_pyramid.runs import files
 from tf_pyramid.runs import lock as lock_lib
 from tf_pyramid.serving import preprocessing
 from tf_pyramid.serving import signatures as signatures_lib
@@ -117,18 +117,21 @@ def _check_free(export_base, version, overwrite):
 def _remove_stale_staging(export_base):
     """Removes `.tmp-*` staging folders: with the export lock held, none is in use (a killed
     export leaves its folder behind)."""
-    for name in os.listdir(export_base):
-        path = os.path.join(export_base, name)
-        if name.startswith(STAGING_PREFIX) and os.path.isdir(path):
+    for name in tf.io.gfile.listdir(export_base):  # gfile: the base may be gs://...
+        path = os.path.join(export_base, name.rstrip("/"))
+        if name.startswith(STAGING_PREFIX) and tf.io.gfile.isdir(path):
             logging.warning("Removing %s, left by an interrupted export.", path)
-            shutil.rmtree(path, ignore_errors=True)
+            tf.io.gfile.rmtree(path)
 
 
 def _write_version(archive, model, functions, export_base, final, version, verbose):
     convention = functions.convention
     # os.mkdir applies the umask (tempfile.mkdtemp would make the version folder 0700).
     staging = os.path.join(export_base, f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:12]}")
-    os.mkdir(staging, 0o777)
+    if "://" in staging:  # another filesystem (gs://...): no modes, gfile
+        tf.io.gfile.makedirs(staging)
+    else:
+        os.mkdir(staging, 0o777)
     try:
         archive.write_out(staging, verbose=verbose)
         info = {
@@ -150,9 +153,10 @@ def _write_version(archive, model, functions, export_base, final, version, verbo
         with tf.io.gfile.GFile(os.path.join(staging, INFO_FILE), "w") as f:
             json.dump(info, f, indent=2)
         if tf.io.gfile.exists(final):
-            shutil.rmtree(final)
-        os.replace(staging, final)
+            tf.io.gfile.rmtree(final)
+        files.move_tree(staging, final)  # atomic on a local disk; see move_tree elsewhere
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
         raise
     return final

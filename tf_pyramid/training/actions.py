@@ -37,6 +37,12 @@ class Action:
         """Steps the next chunk may run from `step` (None: no bound)."""
         return None
 
+    def before_training(self, trainer, step):
+        """Once, before the first chunk (`step`: where the run starts or resumes)."""
+
+    def before_steps(self, trainer, step, num_steps):
+        """Before each chunk of `num_steps` steps from `step`."""
+
     def after_steps(self, trainer, step, logs):
         pass
 
@@ -136,6 +142,7 @@ class Validation(Action):
         with self.writer.as_default(step=trainer.current_step):
             for name, value in scalars.items():
                 write_scalar(name, value, trainer.current_step)
+        trainer.validation_logs = scalars  # for the Keras callbacks' epoch logs (val_*)
         logging.info("Epoch %d validation (%s): %s", epoch + 1, self.split, format_logs(scalars))
 
     def close(self):
@@ -143,18 +150,63 @@ class Validation(Action):
 
 
 class KerasCallbacks(Action):
-    """Keras callbacks (e.g. `tf_pyramid.callbacks.AttentionImages`) at every epoch end, as
-    `model.fit` would call them."""
+    """Keras callbacks (e.g. `tf_pyramid.callbacks.AttentionImages`, `EarlyStopping`,
+    `TerminateOnNaN`), called as `model.fit` calls them with `steps_per_execution`:
+
+    * `on_train_begin` once (the model's `stop_training` reset to False), `on_train_end` when
+      the loop stops for any reason;
+    * `on_epoch_begin(epoch)` / `on_epoch_end(epoch, logs)` (0-based epochs; the epoch logs
+      hold the training logs and, with a validation split, its scalars prefixed `val_`);
+    * batch hooks once per compiled chunk (`--steps_per_loop`, bounded by checkpoints and epoch
+      ends), not per step: `on_train_batch_begin(first)` and `on_train_batch_end(last, logs)`
+      with `first` / `last` the chunk's step indices within the epoch and `logs` the chunk's
+      last step's logs.
+
+    The trainer stops when a callback sets `model.stop_training` (see `Trainer.train`).
+    """
 
     def __init__(self, callbacks, model):
         self.callbacks = list(callbacks)
+        self.model = model
+        self._epoch = None
+        self._chunk_start = 0
+        self._begun = False
         for callback in self.callbacks:
             callback.set_model(model)
 
-    def after_epoch(self, trainer, epoch, logs):
+    def _epoch_index(self, trainer, step):
+        return step // trainer.steps_per_epoch
+
+    def before_training(self, trainer, step):
+        self.model.stop_training = False
+        self._begun = True
         for callback in self.callbacks:
-            callback.on_epoch_end(epoch, dict(logs))
+            callback.on_train_begin({})
+
+    def before_steps(self, trainer, step, num_steps):
+        epoch = self._epoch_index(trainer, step)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            for callback in self.callbacks:
+                callback.on_epoch_begin(epoch, {})
+        self._chunk_start = step - epoch * trainer.steps_per_epoch
+        for callback in self.callbacks:
+            callback.on_train_batch_begin(self._chunk_start, {})
+
+    def after_steps(self, trainer, step, logs):
+        last = step - 1 - self._epoch * trainer.steps_per_epoch
+        for callback in self.callbacks:
+            callback.on_train_batch_end(last, dict(logs))
+
+    def after_epoch(self, trainer, epoch, logs):
+        epoch_logs = dict(logs)
+        epoch_logs.update({f"val_{k}": v
+                           for k, v in (getattr(trainer, "validation_logs", None) or {}).items()})
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, epoch_logs)
 
     def close(self):
+        if not self._begun:
+            return
         for callback in self.callbacks:
-            callback.on_train_end()
+            callback.on_train_end({})

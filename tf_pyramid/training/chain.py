@@ -19,7 +19,7 @@ from absl import logging
 
 from tf_pyramid.configs import experiments
 from tf_pyramid.configs.experiment_config import FLAG_FIELDS
-from tf_pyramid.runs import run_config
+from tf_pyramid.runs import files, run_config
 from tf_pyramid.runs.run_directory import CHECKPOINT_DIR, MODEL_FILE
 from tf_pyramid.training import flags as training_flags
 from tf_pyramid.training.flags import FlagError
@@ -108,13 +108,13 @@ def _earlier_stages(command, name, stages_dir):
 
 def is_finished(model_dir):
     """A stage is finished once its final evaluation and model are written."""
-    return all(os.path.exists(os.path.join(model_dir, name)) for name in (METRICS_FILE, MODEL_FILE))
+    return all(files.exists(os.path.join(model_dir, name)) for name in (METRICS_FILE, MODEL_FILE))
 
 
 def status(model_dir):
     if is_finished(model_dir):
         return "finished"
-    if os.path.isdir(os.path.join(model_dir, CHECKPOINT_DIR)):
+    if files.isdir(os.path.join(model_dir, CHECKPOINT_DIR)):
         return "resumes from its checkpoint"
     return "to train"
 
@@ -175,5 +175,5 @@ def run(stages, export_run=None, strategy=None):
             result["export"] = export_run(result["model_dir"])
     if not result:
         result = {"stage": len(stages), "stages": len(stages), "skipped": True,
-                  "model_dir": os.path.abspath(stages[-1].trainer.model_dir)}
+                  "model_dir": files.absolute(stages[-1].trainer.model_dir)}
     return result

@@ -84,6 +84,11 @@ def _check_choice(name, value, choices):
 
 def check_init_from(path):
     """An error message when `--init_from` cannot be read, else None."""
+    from tf_pyramid.runs import files  # noqa: PLC0415  (gfile: gs://... paths)
+    if files.is_url(path):
+        if not files.exists(path):
+            return f"--init_from={path} does not exist."
+        return None  # read (and checked) when the run starts
     if not os.path.exists(path):
         return (f"--init_from={path} does not exist; give a previous stage's model_dir (with "
                 "model.keras or checkpoints/) or a .keras file.")
@@ -128,6 +133,8 @@ def _check_finite(config):
 
 def _check_run_directory(name, path):
     """`path` (a run directory to create or reuse) is usable: not a file, writable."""
+    if "://" in path and not path.startswith("file://"):
+        return  # another filesystem (gs://...): no local checks; writing it says what is wrong
     existing = path
     while existing and not os.path.exists(existing):
         existing = os.path.dirname(existing)

@@ -4,7 +4,11 @@
 * `mirrored`: every local GPU (or the devices given), one host.
 * `multi_worker`: `MultiWorkerMirroredStrategy`; the cluster comes from the `TF_CONFIG`
   environment variable, the same command runs on every worker.
-* `tpu`: `TPUStrategy` on the TPU named by `--tpu` ("" = local / from the environment).
+
+There is no TPU strategy: the pyramid attends a data-dependent number of cells per image and
+level (`tf.where` / gathers whose sizes depend on the images), and a TPU runs only XLA programs
+of static shapes. Padding the attended cells to fixed buckets would compute every padded cell,
+the very work the model exists to skip; see docs/training.md ("TPUs").
 """
 import json
 import os
@@ -12,7 +16,7 @@ import tempfile
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 def split_cpu(num_devices):
@@ -54,7 +58,7 @@ def check_tf_config():
     return None
 
 
-def create_strategy(name, tpu=None, logical_cpus=None):
+def create_strategy(name, logical_cpus=None):
     """A `tf.distribute.Strategy` for `--strategy=name`."""
     devices = None  # mirrored: every local GPU
     if logical_cpus and int(logical_cpus) > 1:
@@ -69,11 +73,6 @@ def create_strategy(name, tpu=None, logical_cpus=None):
         if message:
             raise ValueError(message)
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}.")
 
 

@@ -1,8 +1,8 @@
 """The training loop: `model.train_step` driven through `strategy.run` in a compiled loop.
 
 `Model.fit` is broken under `MultiWorkerMirroredStrategy` in Keras 3 (keras issue 20585), so the
-loop is our own and the same code runs on one device, `MirroredStrategy`,
-`MultiWorkerMirroredStrategy` and `TPUStrategy`:
+loop is our own and the same code runs on one device, `MirroredStrategy` and
+`MultiWorkerMirroredStrategy` (no TPU: see `strategy.py`):
 
 * model and optimizer are created under `strategy.scope()`; every worker reads its own shard of
   the training data (`distribute_datasets_from_function`, `input_context` to `build_dataset`);
@@ -16,7 +16,9 @@ loop is our own and the same code runs on one device, `MirroredStrategy`,
   workers save);
 * faults (`tf_pyramid.runs`): the chief locks `DIR`; a resume compares the flags with the saved
   config.json and falls back to the newest checkpoint that restores; result files are written
-  atomically; SIGTERM stops at the next step with a checkpoint and `result["signal"]`.
+  atomically; SIGTERM stops at the next step with a checkpoint and `result["signal"]`. With
+  several workers the stop is coordinated: each compiled call also averages the workers' stop
+  flags, and all of them save the same step and stop (`_stop_with_the_other_workers`).
 
 Everything besides the steps (progress, summaries, checkpoints, validation, callbacks) is an
 action of `training/actions.py`. The export for TF Serving is not the trainer's: `train.py` calls
@@ -44,6 +46,8 @@ from tf_pyramid.training import evaluation
 from tf_pyramid.training import strategy as strategy_lib
 from tf_pyramid.training.flags import FlagError, ignored_pyramid_flags, resolve_config
 
+STOP_KEY = "_stop"  # the averaged stop flag of the workers, among the compiled step's logs
+
 
 class Trainer:
     """One training run. `Trainer(config).run()`; `config` is an `ExperimentConfig` (see
@@ -51,8 +55,9 @@ class Trainer:
 
     Steps, usable separately (tests): `setup()` builds strategy, data, model, optimizer and
     checkpoint and restores or initialises; `train()` runs the loop; `finish()` evaluates and
-    writes metrics.json and model.keras. `callbacks`: Keras callbacks called at every epoch end
-    (e.g. `tf_pyramid.callbacks.AttentionImages`). `planned_init_from`: `--init_from` is an
+    writes metrics.json and model.keras. `callbacks`: Keras callbacks, called as `model.fit`
+    calls them (`actions.KerasCallbacks`: train, epoch and per-chunk batch hooks; a callback
+    that sets `model.stop_training`, e.g. `EarlyStopping`, ends training early). `planned_init_from`: `--init_from` is an
     earlier stage of the same chain (it exists by the time `setup()` runs).
     """
 
@@ -60,7 +65,7 @@ class Trainer:
         self.config = resolve_config(config, planned_init_from)
         self.strategy = strategy
         self.callbacks = list(callbacks)
-        self.model_dir = os.path.abspath(self.config.trainer.model_dir)
+        self.model_dir = files.absolute(self.config.trainer.model_dir)  # a URL stays a URL
         self.interrupted = False
         self.signal = None  # the signal that interrupted training, if any
         self.lock = None
@@ -68,6 +73,8 @@ class Trainer:
         self.current_step = 0
         self.last_chunk = 0
         self.data_infos = {}  # split -> the DatasetInfo of its (last built) pipeline
+        self.stopped_by_callback = None  # the step where a callback set model.stop_training
+        self.validation_logs = None  # the last validation's scalars (for Keras callbacks)
         self.result = {}
 
     # ------------------------------------------------------------------------------------
@@ -76,11 +83,12 @@ class Trainer:
         c = self.config
         if self.strategy is None:
             self.strategy = strategy_lib.create_strategy(
-                c.trainer.strategy, tpu=c.trainer.tpu, logical_cpus=c.trainer.logical_cpus)
+                c.trainer.strategy, logical_cpus=c.trainer.logical_cpus)
         strategy = self.strategy
         self.task_type, self.task_id, self.is_chief = strategy_lib.worker_info(strategy)
+        self.coordinated = self.task_type is not None  # several workers: stop together
         self.write_dir = strategy_lib.write_dir(self.model_dir, strategy)
-        os.makedirs(self.write_dir, exist_ok=True)
+        files.makedirs(self.write_dir)
         if self.is_chief and self.lock is None:
             self.lock = run_lock.lock_run_dir(self.model_dir)
             for path in files.remove_leftovers(self.model_dir):
@@ -247,11 +255,16 @@ class Trainer:
     def _make_train_function(self):
         strategy, model = self.strategy, self.model
 
+        def last_step(batch, stop_flag):
+            logs = dict(model.train_step(batch))
+            logs[STOP_KEY] = tf.identity(stop_flag)  # averaged below: > 0 when any worker stops
+            return logs
+
         @tf.function
-        def train_steps(iterator, num_steps):
+        def train_steps(iterator, num_steps, stop_flag):
             for _ in tf.range(num_steps - 1):
                 strategy.run(model.train_step, args=(next(iterator),))
-            logs = strategy.run(model.train_step, args=(next(iterator),))
+            logs = strategy.run(last_step, args=(next(iterator), stop_flag))
             return {k: strategy.reduce("MEAN", v, axis=None) for k, v in logs.items()}
 
         return train_steps
@@ -272,8 +285,16 @@ class Trainer:
                 f"{int(self.step.numpy())} (e.g. {', '.join(broken[:3])}). No checkpoint was "
                 f"written; the last finite one ({self.manager.latest_checkpoint}) is kept. "
                 "Lower --learning_rate, then rerun to resume from it.")
+        step = int(self.step.numpy())
+        latest = self.manager.latest_checkpoint
+        if latest and checkpoints.checkpoint_number(latest) == step:
+            # Already saved (a periodic checkpoint on the step where the run stops): writing it
+            # again gains nothing, and would append to the files on `ram://`.
+            if self.is_chief:
+                logging.info("Checkpoint %s (%s) was already written.", latest, reason)
+            return
         try:
-            path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+            path = self.manager.save(checkpoint_number=step)
         except tf.errors.OpError as error:  # e.g. a full disk: one line, not a traceback
             raise OSError(f"Cannot write a checkpoint to {self.manager.directory}: "
                           f"{error.message}") from error
@@ -312,6 +333,8 @@ class Trainer:
         previous = self._install_signal_handler()
         logs, started, start_step = {}, time.time(), step
         try:
+            for action in actions:
+                action.before_training(self, step)
             while step < self.total_steps:
                 epoch = step // self.steps_per_epoch
                 epoch_end = (epoch + 1) * self.steps_per_epoch
@@ -323,9 +346,16 @@ class Trainer:
                     if stop_at:
                         bounds.append(stop_at - step)
                     n = self.last_chunk = min(bounds)
+                    for action in actions:
+                        action.before_steps(self, step, n)
                     logs = {k: float(v) for k, v in train_steps(
-                        iterator, tf.constant(n, tf.int32)).items()}
+                        iterator, tf.constant(n, tf.int32),
+                        tf.constant(float(self.interrupted))).items()}
+                    any_worker_stops = logs.pop(STOP_KEY) > 0
                     if not np.isfinite(logs["loss"]):
+                        for action in actions:  # TerminateOnNaN & co. see the loss first
+                            if isinstance(action, actions_lib.KerasCallbacks):
+                                action.after_steps(self, step + n, logs)
                         raise FloatingPointError(
                             f"Training diverged: the loss is {logs['loss']} at step {step + n}. "
                             "No checkpoint was written; the last finite one "
@@ -336,7 +366,12 @@ class Trainer:
                     logs["learning_rate"] = float(self.schedule(step - 1))
                     for action in actions:
                         action.after_steps(self, step, logs)
-                    if self.interrupted or (stop_at and step >= stop_at):
+                    if self._callback_stops(step, "after step"):
+                        return logs
+                    if self.coordinated:  # all workers stop after the same chunk
+                        self._stop_with_the_other_workers(any_worker_stops, step)
+                    if (self.interrupted and (any_worker_stops or not self.coordinated)) or (
+                            stop_at and step >= stop_at):
                         self.save_checkpoint("interrupted" if self.interrupted else "stopped")
                         self.interrupted = True
                         logging.warning("Stopped at step %d of %d; rerun the same command to "
@@ -346,6 +381,8 @@ class Trainer:
                 for action in actions:
                     action.after_epoch(self, epoch, logs)
                 logging.info("Epoch %d training: %s", epoch + 1, actions_lib.format_logs(logs))
+                if self._callback_stops(step, "after epoch"):
+                    return logs
         except KeyboardInterrupt:
             self.save_checkpoint("keyboard interrupt")
             raise
@@ -353,12 +390,39 @@ class Trainer:
             self._restore_signal_handler(previous)
             for action in actions:
                 action.close()
+        if self.coordinated and self.interrupted:  # too late to tell the others: all finished
+            logging.warning("Signal %s arrived after the last step; finishing the run with the "
+                            "other workers.", self.signal)
+            self.interrupted, self.signal = False, None
         elapsed = time.time() - started
         images = (step - start_step) * c.schedule.batch_size
         logging.info("Trained %d steps in %.1f s (%.1f images/s).", step - start_step, elapsed,
                      images / max(elapsed, 1e-9))
         self.result["train_seconds"] = elapsed
         return logs
+
+    def _stop_with_the_other_workers(self, any_worker_stops, step):
+        """Coordinated preemption (several workers): a signal is acted on only once the stop
+        flag of every worker has been averaged in the next chunk, so all workers save the same
+        step and stop together; a worker that got no signal stops as if it got SIGTERM."""
+        if any_worker_stops and not self.interrupted:
+            logging.warning("Another worker was interrupted: saving a checkpoint at step %d and "
+                            "stopping with it.", step)
+            self.interrupted = True
+            self.signal = signal.SIGTERM
+
+    def _callback_stops(self, step, where):
+        """Whether a Keras callback (EarlyStopping, TerminateOnNaN, ...) set
+        `model.stop_training`: then the state is checkpointed and training ends here, and the
+        run is finished as usual (final evaluation, model.keras), as `model.fit` would."""
+        if not getattr(self.model, "stop_training", False):
+            return False
+        self.save_checkpoint("stopped by a callback")
+        self.stopped_by_callback = step
+        self.result["stopped_by_callback"] = step
+        logging.warning("A callback stopped training %s %d of %d; finishing the run there.",
+                        where, step, self.total_steps)
+        return True
 
     def _install_signal_handler(self):
         def handler(signum, frame):  # noqa: ARG001
