@@ -43,6 +43,7 @@ class ImagePreprocessor(keras.layers.Layer):
     def __init__(self, input_size, channels, value_range, resize_method, input_range=(0, 255),
                  **kwargs):
         kwargs.setdefault("trainable", False)
+        kwargs.setdefault("dtype", "float32")  # pixels stay float32 under a mixed policy
         super().__init__(**kwargs)
         self.input_size = int(input_size)
         self.channels = int(channels)
@@ -167,7 +168,9 @@ class ImagePreprocessor(keras.layers.Layer):
         if not (images.dtype.is_floating or images.dtype.is_integer):
             raise TypeError(f"Expected images of pixel values (uint8 or float); got dtype "
                             f"{images.dtype.name}.")
-        if images.shape.rank is not None and images.shape.rank not in (3, 4):
+        if images.shape.rank is None:  # a graph traced without a shape: take it as a batch
+            images = tf.ensure_shape(images, [None, None, None, None])
+        elif images.shape.rank not in (3, 4):
             raise ValueError(f"Expected images [N, H, W, C] or [H, W, C]; got shape "
                              f"{images.shape.as_list()}.")
         return self.scale(self.resize(self.convert_channels(images)))
