@@ -174,6 +174,20 @@ def test_predict_and_evaluate_take_raw_pixels(name):
     assert abs(raw_logs[level] - accuracy) < 1e-6
 
 
+def test_fit_and_its_validation_take_model_ready_batches_evaluate_raw_pixels():
+    keras.utils.set_random_seed(2)
+    model = tf_pyramid.build_model("mnist_bl1", levels=2,
+                                   input_convention=input_convention("mnist", 28).get_config())
+    model.compile(optimizer="adam")
+    pixels, model_ready, labels = _digits(16)
+    model.evaluate(pixels, labels, verbose=0)  # compiles a raw-pixel test function first
+    history = model.fit(model_ready, labels, batch_size=8, epochs=1, verbose=0,
+                        validation_data=(model_ready, labels))
+    after = model.evaluate(pixels, labels, batch_size=8, verbose=0, return_dict=True)
+    assert abs(history.history["val_level_1_accuracy"][-1] - after["level_1_accuracy"]) < 1e-6
+    assert abs(history.history["val_loss"][-1] - after["loss"]) < 1e-4
+
+
 def test_scaled_data_is_refused_with_what_to_pass_instead():
     model = tf_pyramid.build_model("mnist_m2", levels=2,
                                    input_convention=input_convention("mnist", 28).get_config())

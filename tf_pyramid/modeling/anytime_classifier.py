@@ -303,10 +303,24 @@ class AnytimeClassifier(keras.Model):
         self._update_metrics(outputs, labels, terms)
         return self._logs()
 
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit` on model-ready batches, `validation_data` included (as the training
+        pipelines give them); `evaluate` alone takes raw pixels. Keras keeps one compiled
+        `test_function` for both, so it is rebuilt on the way in and out."""
+        object.__setattr__(self, "_fitting", True)
+        self.test_function = None
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            object.__setattr__(self, "_fitting", False)
+            self.test_function = None
+
     def test_step(self, data):
         self._require_compiled()
         images, labels = data[0], data[1]
-        outputs = self(self.preprocess(images, "evaluate"), training=False)
+        if not getattr(self, "_fitting", False):
+            images = self.preprocess(images, "evaluate")
+        outputs = self(images, training=False)
         terms = self.learning_rule_losses(outputs, labels)
         self._update_metrics(outputs, labels, terms)
         return self._logs()
