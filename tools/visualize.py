@@ -43,14 +43,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from tf_pyramid import serving
     from tf_pyramid import visualization
-    from tf_pyramid.data import InputConvention
+    from tf_pyramid.modeling import ImagePreprocessor
     from tf_pyramid.visualization import inputs
 
     model, _ = serving.load_model(FLAGS.model_dir, FLAGS.model)
-    convention = InputConvention.of_model(model, FLAGS.value_range, FLAGS.resize_method)
-    value_range = convention.value_range
+    preprocessor = ImagePreprocessor.of_model(model, FLAGS.value_range, FLAGS.resize_method)
+    value_range = preprocessor.value_range
     images = inputs.load_images(FLAGS.images, model.channels)[:FLAGS.max_images]
-    batch = inputs.model_inputs(images, convention)
+    batch = inputs.model_inputs(images, preprocessor)
     class_names = None
     if FLAGS.class_names:
         with open(FLAGS.class_names) as f:

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_pyramid
 from tests.helpers import encoded_files, pil_pixels
 from tf_pyramid import serving
-from tf_pyramid.data import InputConvention, input_convention
+from tf_pyramid.data import input_convention
 
 # (model, levels, dataset): a 1-channel MNIST-type pyramid and a 3-channel ImageNet baseline.
 MODELS = {1: ("mnist_m2", 2, "mnist"), 3: ("imagenet_bl1", 1, "imagenet2012")}
@@ -20,7 +20,7 @@ def _functions(channels, name=None):
     model = tf_pyramid.build_model(name, levels=levels, num_classes=4)
     model.input_convention = input_convention(dataset, model.input_size).get_config()
     assert model.channels == channels
-    return serving.ServingFunctions(model, InputConvention.of_model(model))
+    return serving.ServingFunctions(model, model.preprocessor)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

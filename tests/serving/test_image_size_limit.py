@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_pyramid
 from tests.helpers import encoded_files, run_python
 from tf_pyramid import serving
-from tf_pyramid.data import InputConvention, input_convention
+from tf_pyramid.data import input_convention
 from tf_pyramid.serving import export_lib, preprocessing
 
 
@@ -57,7 +57,7 @@ def _functions(max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS):
     keras.utils.set_random_seed(2)
     model = tf_pyramid.build_model("mnist_bl1", levels=1, num_classes=3)
     model.input_convention = input_convention("mnist", model.input_size).get_config()
-    return serving.ServingFunctions(model, InputConvention.of_model(model),
+    return serving.ServingFunctions(model, model.preprocessor,
                                     max_image_pixels=max_image_pixels)
 
 

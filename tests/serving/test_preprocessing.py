@@ -5,6 +5,7 @@ import tensorflow as tf
 
 import tf_pyramid
 from tf_pyramid.data import InputConvention, input_convention
+from tf_pyramid.modeling import ImagePreprocessor
 from tests.helpers import IMAGE_SIDE as SIDE
 from tests.helpers import encoded_files, pil_pixels, smooth_image
 from tf_pyramid.serving import preprocessing
@@ -25,12 +26,14 @@ def test_conventions():
     assert IMAGENET_64 == InputConvention(64, 3, (-1.0, 1.0), "bilinear")
     assert InputConvention.from_config(IMAGENET_64.get_config()) == IMAGENET_64
     model = tf_pyramid.build_model("mnist_bl1", levels=2, input_convention=MNIST_28.get_config())
-    assert InputConvention.of_model(model) == MNIST_28
-    assert InputConvention.of_model(model, "-1, 1").value_range == (-1.0, 1.0)
+    assert ImagePreprocessor.of_model(model) is model.preprocessor
+    assert InputConvention.from_config(model.input_convention) == MNIST_28
+    assert ImagePreprocessor.of_model(model, "0, 1").value_range == (0.0, 1.0)
+    assert model.preprocessor.value_range == (-1.0, 1.0)  # an override leaves the model's alone
     with pytest.raises(ValueError, match="low < high"):
-        InputConvention.of_model(model, "1,0")
+        ImagePreprocessor.of_model(model, "1,0")
     with pytest.raises(ValueError, match="no input convention"):
-        InputConvention.of_model(tf_pyramid.build_model("mnist_bl1", levels=2))
+        ImagePreprocessor.of_model(tf_pyramid.build_model("mnist_bl1", levels=2))
 
 
 def test_imagenet_matches_the_evaluation_pipeline():
@@ -55,7 +58,7 @@ def test_decoded_bytes_equal_the_float_path():
     image = np.random.default_rng(2).integers(0, 256, [33, 47, 3]).astype(np.uint8)
     encoded = tf.io.encode_png(image)
     decoded = preprocessing.decode_images(tf.stack([encoded, encoded]), IMAGENET_32)
-    floats = IMAGENET_32.resize(image[None].astype(np.float32))
+    floats = ImagePreprocessor.from_convention(IMAGENET_32).resize(image[None].astype(np.float32))
     np.testing.assert_array_equal(decoded, tf.concat([floats, floats], 0))
     gray = preprocessing.decode_images(encoded[None], input_convention("mnist", 32))
     assert gray.shape == (1, 32, 32, 1)
@@ -76,7 +79,7 @@ def test_large_jpeg_bytes_decode_as_the_evaluation_pipeline_does():
     np.testing.assert_allclose(got, evaluation, atol=1e-3)
     assert image_ops.decode_for_size(encoded, size=64).shape[:2] == (75, 100)  # 1/4 scale
     whole = tf.cast(tf.io.decode_jpeg(encoded, channels=3), tf.float32)[None]
-    float_path = IMAGENET_64.resize(whole)[0].numpy()
+    float_path = ImagePreprocessor.from_convention(IMAGENET_64).resize(whole)[0].numpy()
     assert np.abs(got - float_path).mean() < 3.5, np.abs(got - float_path).mean()
 
 

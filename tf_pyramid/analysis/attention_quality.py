@@ -160,8 +160,10 @@ def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, s
     model, _ = load_run_model(model_dir, checkpoint=checkpoint)
     if not getattr(model, "has_attention", False):
         raise ValueError(f"{model_dir}: model {model.name!r} has no attention (a baseline).")
-    convention = getattr(model, "input_convention", None) or {}
-    value_range = tuple(convention.get("value_range") or mnist.VALUE_RANGE)
+    # The evaluation pipeline (with the digits' ink maps) in the model's own value range; the
+    # pipeline's images equal what the model's layer makes of the same canvases.
+    preprocessor = getattr(model, "preprocessor", None)
+    value_range = preprocessor.value_range if preprocessor is not None else mnist.VALUE_RANGE
     split = split or config.evaluation.split
     examples = mnist.evaluation_examples_with_ink(
         split, resolution=model.input_size,

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from tf_pyramid.data import InputConvention
+from tf_pyramid.modeling import ImagePreprocessor
 from tf_pyramid.visualization import attention_figure, attention_views, figure_to_array
 
 
@@ -34,8 +34,8 @@ class AttentionImages(keras.callbacks.Callback):
         images: model-ready images [K, S, S, C] (as the validation pipeline yields them), or a
             `tf.data.Dataset` of (images, labels) / images batches: the first `max_images` are used.
         log_dir: TensorBoard log directory; the summaries go to `log_dir/<subdir>`.
-        value_range: the images' value range for display; default: the model's saved input
-            convention.
+        value_range: the images' value range for display; default: the model's own
+            (`model.preprocessor`).
         max_images, every, tag, subdir, panel_px: as named.
         policy: attention policy; None = the model's own unless it samples (then "threshold").
         writer: an existing `tf.summary` writer to use instead of `log_dir`.
@@ -82,7 +82,7 @@ class AttentionImages(keras.callbacks.Callback):
 
     def picture(self):
         """The current attention picture, RGB uint8 [H, W, 3]."""
-        value_range = self.value_range or InputConvention.of_model(self.model).value_range
+        value_range = self.value_range or ImagePreprocessor.of_model(self.model).value_range
         views = attention_views(self.model, self.images, policy=self.policy)
         fig = attention_figure(views, value_range, class_names=self.class_names,
                                panel_px=self.panel_px)

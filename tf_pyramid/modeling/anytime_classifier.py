@@ -3,6 +3,7 @@ import keras
 import tensorflow as tf
 
 from tf_pyramid.modeling import learning_rule as rules
+from tf_pyramid.modeling.image_preprocessor import ImagePreprocessor
 
 NUM_CELLS = 9  # cells of the 3 x 3 attention grid
 
@@ -29,21 +30,35 @@ class AnytimeClassifier(keras.Model):
     Subclasses (`PyramidClassifier`, `BaselineClassifier`) set `input_size`, `channels`,
     `num_classes`, and implement `exit_levels`, `modules()`, `module_costs()` and
     `call(images, training=False, depth=None, policy=None)` returning the `OUTPUT_KEYS` dict.
-    This class adds what is common: the early exit (`anytime`), the input convention saved with
+    This class adds what is common: the early exit (`anytime`), the preprocessing saved with
     the model, and training under the paper's learning rule, which comes in through `compile`.
+
+    Calling the model takes model-ready inputs (the data pipelines' output). `predict` and
+    `evaluate` take raw pixels 0-255 of any size and pass them through `preprocessor` first, so a
+    loaded model predicts right whatever range it was trained on; `fit` (and `train_step`, which
+    the trainer drives) take model-ready batches, as the training pipelines with their
+    augmentation give them.
 
     Args:
         input_convention: how images were prepared for this model (size, channels, value range,
-            evaluation resize), as `tf_pyramid.data.InputConvention.get_config()`; saved with the
-            model so that export, serving and visualisation prepare images the same way. The
-            model's computation does not use it.
+            evaluation resize), as `tf_pyramid.data.InputConvention.get_config()`: becomes the
+            `preprocessor` (also how a file saved before the layer existed loads).
+        preprocessor: an `ImagePreprocessor` (or its serialised config) instead.
+        Neither: the model has no preprocessor, and `predict`/`evaluate` take model-ready inputs.
     """
 
     has_attention = False  # whether calls take an attention `policy`
 
-    def __init__(self, input_convention=None, **kwargs):
+    def __init__(self, input_convention=None, preprocessor=None, **kwargs):
         super().__init__(**kwargs)
-        self.input_convention = dict(input_convention) if input_convention else None
+        if isinstance(preprocessor, dict):
+            preprocessor = keras.saving.deserialize_keras_object(preprocessor)
+        if preprocessor is not None and not isinstance(preprocessor, ImagePreprocessor):
+            raise TypeError(f"preprocessor must be an ImagePreprocessor; got "
+                            f"{type(preprocessor).__name__}.")
+        self._set_preprocessor(preprocessor)
+        if preprocessor is None:
+            self.input_convention = input_convention
         self._set_learning_rule(None)
 
     # ------------------------------------------------------------------------------------
@@ -77,9 +92,41 @@ class AnytimeClassifier(keras.Model):
         """
         raise NotImplementedError
 
+    # ------------------------------------------------------------------------------------
+    # Preprocessing.
+    @property
+    def preprocessor(self):
+        """The `ImagePreprocessor` of raw pixels (None for a model built without a convention)."""
+        return self._preprocessor
+
+    def _set_preprocessor(self, preprocessor):
+        # Past Keras' tracking, which refuses a new layer on a built model: the layer has no
+        # weights, and it is saved through `get_config`.
+        object.__setattr__(self, "_preprocessor", preprocessor)
+
+    @property
+    def input_convention(self):
+        """The preprocessor's convention as a dict (`InputConvention.get_config()` form), or None.
+        Setting a dict (or None) replaces the preprocessor."""
+        return None if self._preprocessor is None else self._preprocessor.convention()
+
+    @input_convention.setter
+    def input_convention(self, convention):
+        self._set_preprocessor(
+            ImagePreprocessor.from_convention(convention, name="preprocessor")
+            if convention else None)
+
+    def preprocess(self, images, where="predict"):
+        """Raw pixels -> model-ready inputs (`preprocessor`, after its range check); model-ready
+        inputs pass unchanged through a model without a preprocessor."""
+        if self._preprocessor is None:
+            return images
+        return self._preprocessor(self._preprocessor.check_pixels(images, where))
+
     def get_config(self):
         config = super().get_config()
-        config["input_convention"] = self.input_convention
+        if self._preprocessor is not None:
+            config["preprocessor"] = keras.saving.serialize_keras_object(self._preprocessor)
         return config
 
     # ------------------------------------------------------------------------------------
@@ -256,13 +303,31 @@ class AnytimeClassifier(keras.Model):
         self._update_metrics(outputs, labels, terms)
         return self._logs()
 
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit` on model-ready batches, `validation_data` included (as the training
+        pipelines give them); `evaluate` alone takes raw pixels. Keras keeps one compiled
+        `test_function` for both, so it is rebuilt on the way in and out."""
+        object.__setattr__(self, "_fitting", True)
+        self.test_function = None
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            object.__setattr__(self, "_fitting", False)
+            self.test_function = None
+
     def test_step(self, data):
         self._require_compiled()
         images, labels = data[0], data[1]
+        if not getattr(self, "_fitting", False):
+            images = self.preprocess(images, "evaluate")
         outputs = self(images, training=False)
         terms = self.learning_rule_losses(outputs, labels)
         self._update_metrics(outputs, labels, terms)
         return self._logs()
+
+    def predict_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(self.preprocess(images, "predict"), training=False)
 
 
 def anytime_outputs(probabilities, levels_used, num_locations, macs):

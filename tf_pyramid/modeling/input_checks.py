@@ -36,11 +36,11 @@ def check_images(images, side, channels, name="images"):
     if dtype.is_integer:
         raise TypeError(
             f"Expected float32 {name} in the model's input range (`model.input_convention`; "
-            f"[-1, 1] for the models the trainer writes); got dtype {dtype.name}. The model does "
-            "not rescale integer pixels: convert 0-255 values first, e.g. "
-            "`tf.cast(images, tf.float32) / 127.5 - 1` for [-1, 1] or "
-            "`tf.cast(images, tf.float32) / 255` for [0, 1], or use "
-            "`tf_pyramid.data.InputConvention.of_model(model).prepare(images)`.")
+            f"[-1, 1] for the models the trainer writes); got dtype {dtype.name}. Calling the "
+            "model does not rescale 0-255 pixels: use `model.predict(images)` (raw pixels of "
+            "any size, through `model.preprocessor`), or `model(model.preprocessor(images))`, "
+            "or convert them first, e.g. `tf.cast(images, tf.float32) / 127.5 - 1` for [-1, 1] "
+            "or `tf.cast(images, tf.float32) / 255` for [0, 1].")
     shape = images.shape
     if shape.rank is not None and shape.rank != 4:
         raise ValueError(

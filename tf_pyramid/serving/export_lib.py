@@ -8,7 +8,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_pyramid import runs
-from tf_pyramid.data import InputConvention
+from tf_pyramid.modeling import ImagePreprocessor
 from tf_pyramid.runs import files
 from tf_pyramid.runs import lock as lock_lib
 from tf_pyramid.serving import preprocessing
@@ -64,8 +64,8 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
         export_base: the TF Serving model base path.
         version: integer version; None = next free one (1 for a new base).
         value_range: model input range (low, high) for the in-graph preprocessing; None = the
-            model's saved `input_convention`.
-        resize_method: "area" or "bilinear" (antialiased); None = the saved convention's.
+            model's own (`model.preprocessor`, the layer saved in model.keras).
+        resize_method: "area" or "bilinear" (antialiased); None = the model's own.
         overwrite: replace an existing version directory instead of refusing.
         max_image_pixels: `serving_bytes` refuses an encoded image whose header declares more
             pixels (height x width) before decoding it (default 50 million; None: no limit).
@@ -74,7 +74,7 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
     (0777 less the umask, 0755 with umask 022) so that a server running as another user can
     read them; staging folders left by a killed export are removed by the next one.
     """
-    convention = InputConvention.of_model(model, value_range, resize_method)
+    preprocessor = ImagePreprocessor.of_model(model, value_range, resize_method)
     if max_image_pixels is not None and int(max_image_pixels) < 1:
         raise ValueError(f"max_image_pixels must be a positive number of pixels (or None for no "
                          f"limit); got {max_image_pixels}.")
@@ -85,7 +85,7 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
             raise ValueError(f"version must be a non-negative integer; got {version}.")
     _check_free(export_base, version, overwrite)  # early, before the slow tracing
 
-    functions = signatures_lib.ServingFunctions(model, convention, max_image_pixels)
+    functions = signatures_lib.ServingFunctions(model, preprocessor, max_image_pixels)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, fn, input_signature in functions.endpoints():
@@ -125,7 +125,7 @@ def _remove_stale_staging(export_base):
 
 
 def _write_version(archive, model, functions, export_base, final, version, verbose):
-    convention = functions.convention
+    convention = functions.preprocessor.convention()
     # os.mkdir applies the umask (tempfile.mkdtemp would make the version folder 0700).
     staging = os.path.join(export_base, f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:12]}")
     if "://" in staging:  # another filesystem (gs://...): no modes, gfile
@@ -141,9 +141,9 @@ def _write_version(archive, model, functions, export_base, final, version, verbo
             "channels": int(model.channels),
             "num_classes": int(model.num_classes),
             "levels": model.exit_levels,
-            "input_convention": convention.get_config(),
-            "value_range": list(convention.value_range),
-            "resize_method": convention.resize_method,
+            "input_convention": convention,
+            "value_range": list(convention["value_range"]),
+            "resize_method": convention["resize_method"],
             "max_image_pixels": functions.max_image_pixels,
             "policy": signatures_lib.POLICY,
             "signatures": signatures_lib.signature_names(model),

@@ -1,11 +1,13 @@
-"""Evaluation preprocessing inside the serving graph: validate, decode, resize, scale.
+"""Request checks and image decoding inside the serving graph; the model's layer does the rest.
 
 Convention: a request carries pixel values 0-255 (float32 images or encoded image files) of any
-height and width. Inside the graph each image is brought to the model's input with the model's
-own `InputConvention` (saved in model.keras by the trainer): resized to `input_size` x
-`input_size` with the evaluation resize of the data pipelines (aspect ratio not kept; an exact
-identity when the image already has that size) and scaled to the value range the model was
-trained on ([0, 1] for the MNIST models, [-1, 1] for the ImageNet-style ones).
+height and width. Float images are checked here (`check_images`); encoded files are decoded here
+(`decode_images`: format, channels, pixel limit). Everything after that is the model's own
+`ImagePreprocessor` (`model.preprocessor`, saved in model.keras; the same layer `model.predict`
+uses): the evaluation resize of the data pipelines to `input_size` x `input_size` (aspect ratio
+not kept; an exact identity when the image already has that size), then a linear map of 0-255
+onto the value range the model was trained on ([-1, 1] for the models the trainer writes since
+version 0.2, MNIST and ImageNet-style alike).
 
 Malformed requests fail with `InvalidArgumentError`s whose messages name the problem (rank,
 channels, empty batch, NaN/Inf, undecodable bytes, an encoded image above the pixel limit),
@@ -14,6 +16,16 @@ raised before any model op runs.
 import tensorflow as tf
 
 from tf_pyramid.data import image_ops
+from tf_pyramid.modeling import ImagePreprocessor
+from tf_pyramid.modeling.image_preprocessor import LUMA_WEIGHTS
+
+
+def as_preprocessor(convention):
+    """An `ImagePreprocessor` as it is, or one built from an input convention (an
+    `InputConvention` or its dict)."""
+    if isinstance(convention, ImagePreprocessor):
+        return convention
+    return ImagePreprocessor.from_convention(convention)
 
 
 def check_images(images, channels, name="images"):
@@ -57,9 +69,11 @@ def check_images(images, channels, name="images"):
     return images
 
 
-def prepare_images(images, convention):
-    """The float path: check, then `convention.prepare` (resize, scale)."""
-    return convention.prepare(check_images(images, convention.channels))
+def prepare_images(images, preprocessor):
+    """The float path: check, then the model's layer (resize, scale). `preprocessor`: an
+    `ImagePreprocessor` or an input convention (`as_preprocessor`)."""
+    preprocessor = as_preprocessor(preprocessor)
+    return preprocessor(check_images(images, preprocessor.channels))
 
 
 # Formats `decode_images` reads (index = format id) and how each file starts.
@@ -70,8 +84,6 @@ _GIF, _BMP, _WEBP = 2, 3, 4
 # few hundred KB of PNG can declare 20,000 x 20,000 pixels, gigabytes once decoded. An export
 # option (`export_saved_model(max_image_pixels=...)`, `--max_image_pixels`).
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
-# ITU-R BT.601 luma, as libjpeg's and PIL's RGB -> grayscale conversions.
-_LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def _image_formats(image_bytes):
@@ -153,7 +165,7 @@ def image_dimensions(data, image_format):
                           [unknown] + [branches[i] for i in range(len(_FORMATS))] + [unknown])
 
 
-def _decode_pixels(data, image_format, convention):
+def _decode_pixels(data, image_format, preprocessor):
     """One encoded image -> uint8-valued float32 [H, W, channels].
 
     Every format decodes to RGB (grayscale, palette, CMYK and alpha converted or dropped by the
@@ -163,9 +175,9 @@ def _decode_pixels(data, image_format, convention):
     (ImageNet-style) resize decode as the evaluation pipeline does, `image_ops.decode_for_size`
     (large JPEGs at a reduced DCT scale), so that served and evaluated images are the same.
     """
-    channels = convention.channels
-    if channels == 3 and convention.resize_method == "bilinear":
-        return tf.cast(image_ops.decode_for_size(data, size=convention.input_size), tf.float32)
+    channels = preprocessor.channels
+    if channels == 3 and preprocessor.resize_method == "bilinear":
+        return tf.cast(image_ops.decode_for_size(data, size=preprocessor.input_size), tf.float32)
 
     def decode(decode_channels):
         image = tf.io.decode_image(data, channels=decode_channels, dtype=tf.uint8,
@@ -177,7 +189,7 @@ def _decode_pixels(data, image_format, convention):
         return decode(channels)
 
     def luma():
-        return tf.round(tf.tensordot(decode(3), tf.constant(_LUMA_WEIGHTS), axes=1))[..., None]
+        return tf.round(tf.tensordot(decode(3), tf.constant(LUMA_WEIGHTS), axes=1))[..., None]
 
     native_gray = tf.cond(
         tf.equal(image_format, _JPEG),
@@ -194,12 +206,13 @@ def _first_false(flags):
                    lambda: tf.constant(0, tf.int32))
 
 
-def decode_images(image_bytes, convention, name="image_bytes",
+def decode_images(image_bytes, preprocessor, name="image_bytes",
                   max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     """A batch [N] of encoded JPEG, PNG, GIF, BMP or WebP strings -> float32 [N, size, size,
-    channels], pixel values 0-255: each image decoded, converted to the convention's channels
+    channels], pixel values 0-255: each image decoded, converted to the model's channels
     (RGB <-> grayscale; CMYK, palette and alpha handled, alpha dropped; a GIF's first frame) and
-    resized like the float path (`convention.resize`).
+    resized like the float path (`preprocessor.resize`, the model layer's resize step).
+    `preprocessor`: an `ImagePreprocessor` or an input convention (`as_preprocessor`).
 
     An image whose header declares more than `max_image_pixels` pixels (height x width; None:
     no limit) is not decoded: the batch fails with an InvalidArgumentError naming its index, its
@@ -210,7 +223,8 @@ def decode_images(image_bytes, convention, name="image_bytes",
     `tf.data` pass that skips failures (TF has no decode op that reports one), then the decoded
     indices are checked.
     """
-    size, channels = convention.input_size, convention.channels
+    preprocessor = as_preprocessor(preprocessor)
+    size, channels = preprocessor.input_size, preprocessor.channels
     image_bytes = tf.convert_to_tensor(image_bytes)
     if image_bytes.dtype != tf.string:
         raise TypeError(f"{name} must be a batch of encoded image strings; got dtype "
@@ -242,7 +256,7 @@ def decode_images(image_bytes, convention, name="image_bytes",
         too_large = (limit >= 0) & (height * width > limit)
         image = tf.cond(  # a too large image is never decoded
             too_large, lambda: tf.zeros([size, size, channels], tf.float32),
-            lambda: convention.resize(_decode_pixels(data, image_format, convention)))
+            lambda: preprocessor.resize(_decode_pixels(data, image_format, preprocessor)))
         return index, image, tf.stack([tf.cast(too_large, tf.int64), height, width])
 
     # Sequential: a parallel map costs more per request (its thread pool) than it saves on the

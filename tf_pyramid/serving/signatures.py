@@ -50,22 +50,30 @@ class ServingFunctions:
 
     Args:
         model: a `tf_pyramid` model (`PyramidClassifier` or `BaselineClassifier`).
-        convention: the `tf_pyramid.data.InputConvention` of its inputs (value range, resize).
+        preprocessor: the `ImagePreprocessor` of its pixel inputs; None: the model's own
+            (`model.preprocessor`); an input convention (`data.InputConvention` or its dict)
+            becomes one.
         max_image_pixels: `serving_bytes` refuses encoded images whose header declares more
             pixels (None: no limit).
     """
 
-    def __init__(self, model, convention,
+    def __init__(self, model, preprocessor=None,
                  max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS):
         self.model = model
-        self.convention = convention
+        if preprocessor is None:
+            preprocessor = model.preprocessor
+        if preprocessor is None:
+            raise ValueError(
+                f"Model {model.name!r} has no preprocessor (it was built without an input "
+                "convention): pass one, or set model.input_convention first.")
+        self.preprocessor = preprocessing.as_preprocessor(preprocessor)
         self.max_image_pixels = max_image_pixels
 
     def prepare(self, images):
-        return preprocessing.prepare_images(images, self.convention)
+        return preprocessing.prepare_images(images, self.preprocessor)
 
     def decode(self, image_bytes):
-        return preprocessing.decode_images(image_bytes, self.convention,
+        return preprocessing.decode_images(image_bytes, self.preprocessor,
                                            max_image_pixels=self.max_image_pixels)
 
     def predict(self, model_images, depth=None):
@@ -90,7 +98,7 @@ class ServingFunctions:
         return self.model.anytime(self.prepare(images), threshold, policy=POLICY)
 
     def serving_bytes(self, image_bytes):
-        return self.predict(self.convention.scale(self.decode(image_bytes)))
+        return self.predict(self.preprocessor(self.decode(image_bytes)))
 
     def endpoints(self):
         """[(signature name, function, input signature)] in export order."""

@@ -75,8 +75,8 @@ def load_images(specs, channels):
     return images
 
 
-def model_inputs(images, convention):
-    """List of 0-255 images of any size -> model-ready float32 [N, size, size, C], prepared with
-    the model's `InputConvention` (as the serving signatures do)."""
-    return tf.stack([convention.prepare(tf.convert_to_tensor(image, tf.float32))
-                     for image in images])
+def model_inputs(images, preprocessor):
+    """List of 0-255 images of any size -> model-ready float32 [N, size, size, C], through the
+    model's preprocessing layer (`model.preprocessor`, or `ImagePreprocessor.of_model` with
+    overrides), as `model.predict` and the serving signatures prepare them."""
+    return tf.stack([preprocessor(tf.convert_to_tensor(image, tf.float32)) for image in images])
