@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import encode
 from tf_pyramid.data import build_dataset
-from tf_pyramid.data.imagenet import folder_split, in_validation
+from tf_pyramid.data.sources.folders import folder_split, in_validation
 
 RES = 16
 

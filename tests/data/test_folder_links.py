@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import encode, run_module, run_python, sample_photos, tiny_args
 from tf_pyramid.data import build_dataset
-from tf_pyramid.data.imagenet import ClassSetChangedError, folder_split
+from tf_pyramid.data.sources.folders import ClassSetChangedError, folder_split
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,15 @@ import tensorflow as tf
 
 from tf_pyramid.data import decoding
 from tf_pyramid.data import image_ops
-from tf_pyramid.data import imagenet
+from tf_pyramid.data import sources
 from tf_pyramid.data import mnist
 from tf_pyramid.data.dataset_info import DatasetInfo
 from tf_pyramid.data.input_convention import InputConvention
 from tf_pyramid.data.registry import get_op
 from tf_pyramid.data.skipped_image_counter import SkippedImageCounter
 
-DATASETS = ("mnist",) + tuple(imagenet.SOURCES)  # mnist, imagenet2012, tfrecord, folder
-SPLITS = imagenet.SPLITS
+DATASETS = ("mnist",) + tuple(sources.SOURCES)  # mnist, imagenet2012, tfrecord, folder
+SPLITS = sources.SPLITS
 IMAGE_VALUE_RANGE = (-1.0, 1.0)
 MNIST_VALUE_RANGE = mnist.VALUE_RANGE  # (-1, 1), as IMAGE_VALUE_RANGE: zero-centred inputs
 MNIST_SHUFFLE_BUFFER = 60_000  # every digit: they are 784 bytes each
@@ -200,7 +200,7 @@ def make_image_example_fn(training, resolution, strict, counter, parse):
 
 def _image_examples(dataset, split, resolution, training, data_dir, seed, strict, input_context,
                     **source_options):
-    records = imagenet.SOURCES[dataset](split, data_dir, training=training, seed=seed,
+    records = sources.SOURCES[dataset](split, data_dir, training=training, seed=seed,
                                         input_context=input_context, **source_options)
     stream = records.dataset
     if input_context is not None and not records.sharded:

@@ -7,7 +7,7 @@ lists files and reads at most one record; it downloads, prepares and decodes not
 """
 import tensorflow as tf
 
-from tf_pyramid.data import imagenet
+from tf_pyramid.data import sources
 from tf_pyramid.data import mnist
 from tf_pyramid.data.builder import DATASETS
 
@@ -18,8 +18,8 @@ def check_split(dataset, split, *, source="tfds", data_dir=None, validation_frac
     folder only). MNIST splits always have labels (tfds downloads `mnist` on first use)."""
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}; expected one of {list(DATASETS)}.")
-    if split not in imagenet.SPLITS:
-        raise ValueError(f"Unknown split {split!r}; expected one of {list(imagenet.SPLITS)}.")
+    if split not in sources.SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {list(sources.SPLITS)}.")
     if dataset == "mnist":
         if source not in mnist.SOURCES:
             raise ValueError(f"Unknown MNIST source {source!r}; expected one of "
@@ -28,12 +28,12 @@ def check_split(dataset, split, *, source="tfds", data_dir=None, validation_frac
             raise ValueError("MNIST has a fixed validation split: validation_fraction applies to "
                              f"dataset='folder' only; got {validation_fraction!r}.")
     elif dataset == "folder":
-        imagenet.folder_split(data_dir, split, validation_fraction=validation_fraction)
+        sources.folders.folder_split(data_dir, split, validation_fraction=validation_fraction)
     elif dataset == "tfrecord":
-        imagenet.refuse_validation_fraction(dataset, validation_fraction)
+        sources.common.refuse_validation_fraction(dataset, validation_fraction)
         _check_tfrecord_split(split, data_dir)
     else:
-        imagenet.refuse_validation_fraction(dataset, validation_fraction)
+        sources.common.refuse_validation_fraction(dataset, validation_fraction)
         _check_tfds_imagenet_split(split, data_dir)
 
 
@@ -46,18 +46,18 @@ def _check_tfds_imagenet_split(split, data_dir):
 
     builder = tfds.builder("imagenet2012", data_dir=data_dir)
     if not builder.is_prepared():
-        imagenet.check_manual_tars(imagenet.tfds_root(data_dir))  # build_dataset prepares then
+        sources.tfds.check_manual_tars(sources.tfds.tfds_root(data_dir))  # build_dataset prepares then
         return
     splits = builder.info.splits
     if len(splits) and split not in splits:  # (tfds's mock builders report no splits)
         raise FileNotFoundError(
             f"tfds imagenet2012 in {builder.data_dir} was prepared without a {split!r} split (it "
-            f"has {sorted(splits)}): put {', '.join(imagenet.MANUAL_TARS)} in the manual download "
+            f"has {sorted(splits)}): put {', '.join(sources.tfds.MANUAL_TARS)} in the manual download "
             f"folder, delete {builder.data_dir} and call build_dataset again to prepare it.")
 
 
 def _check_tfrecord_split(split, data_dir):
-    files = imagenet.tfrecord_files(split, data_dir)  # FileNotFoundError with the layout
+    files = sources.tfrecords.tfrecord_files(split, data_dir)  # FileNotFoundError with the layout
     try:
         first = next(iter(tf.data.TFRecordDataset(files).take(1)), None)
     except tf.errors.OpError as error:

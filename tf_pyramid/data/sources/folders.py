@@ -1,216 +1,20 @@
-"""Sources of encoded ImageNet-style images (paper A.6.2): tfds, TFRecords, a folder of classes.
-
-Each source returns an `ImageRecords`: a dataset of raw elements (a dict: a serialized
-TFRecord and its shard, a tfds example, a file path and label), `parse` which turns one raw
-element into the record dict `{"encoded": string, "label": int32 (0-based), "bboxes": float32
-[N, 4] (ymin, xmin, ymax, xmax, normalised; N may be 0), "name": string (names the file in
-errors)}`, plus what is known about the split. `parse` runs inside the builder's one parallel
-map, with the decode and the augmentation: a separate parse stage costs a hand-off per element.
-Order (deterministic or not) is set once, by the builder's `tf.data.Options` for the whole pipeline.
-"""
+"""A folder of class folders (split folders, or a hashed validation split) as a source of
+encoded images (see `common`)."""
 import collections
-import functools
 import hashlib
 import os
 
 import tensorflow as tf
 from absl import logging
 
-from tf_pyramid.data import tfrecord_shards
+from tf_pyramid.data.sources import common
 
-IMAGENET_NUM_CLASSES = 1000
-MANUAL_TARS = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
-TEST_TAR = "ILSVRC2012_img_test.tar"
 CLASS_INDEX_FILE = "class_index.txt"  # written by earlier versions into the data folder; now unused
-LABELS_FILE = "labels.txt"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-SPLITS = ("train", "validation", "test")
 # Folder names of each split in the split-folder layout (ImageNet / torchvision use "val").
 FOLDER_SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
-_NAMES_SHOWN = 10  # folders / files named in a warning or an error, at most
-TFRECORD_SHUFFLE_BUFFER = 4_096   # encoded JPEGs of ~110 kB: ~450 MB of host memory
-TFRECORD_CYCLE_LENGTH = 16
-TFRECORD_READ_BUFFER = 8 << 20
-
-ImageRecords = collections.namedtuple(
-    "ImageRecords", ["dataset", "parse", "num_examples", "num_classes", "class_names", "sharded",
-                     "lost_records"], defaults=[None])  # lost_records: TFRecords only
 
 
-def _shard_list(items, input_context):
-    """Per-worker slice of a static list (files, or folder (path, label) pairs), when there are
-    enough items to go round; returns (items, sharded), sharded False: shard the records instead."""
-    if input_context is None or input_context.num_input_pipelines == 1:
-        return items, True
-    if len(items) < input_context.num_input_pipelines:
-        return items, False
-    return items[input_context.input_pipeline_id::input_context.num_input_pipelines], True
-
-
-def _named(items):
-    """The first few of `items` and how many there are, for a message."""
-    shown = list(items)[:_NAMES_SHOWN]
-    more = len(items) - len(shown)
-    return f"{shown}" + (f" and {more} more" if more else "")
-
-
-def refuse_validation_fraction(dataset, validation_fraction):
-    """tfds and TFRecord sources have their own validation split: no hash split there."""
-    if validation_fraction is not None:
-        raise ValueError(f"validation_fraction applies to dataset='folder' only ({dataset!r} has "
-                         f"its own validation split); got {validation_fraction!r}.")
-
-
-def source_class_names(dataset, own_names, num_classes, class_names):
-    """The class names to report for a tfds / TFRecord source, checked against `class_names`
-    (e.g. kept by the trainer from an earlier run), which must match what the data says."""
-    if class_names is None:
-        return own_names
-    class_names = list(class_names)
-    if (own_names is not None and class_names != list(own_names)) or (
-            len(class_names) != num_classes):
-        raise ValueError(f"The {dataset!r} data in this data_dir has {num_classes} classes "
-                         f"{'(' + LABELS_FILE + ')' if own_names else ''}, which differ from the "
-                         f"{len(class_names)} given class_names: this run's labels would not mean "
-                         "what the model learnt. Point data_dir at the same data.")
-    return class_names
-
-
-# -------------------------------------------------------------------------------------------- tfds
-def tfds_root(data_dir):
-    """The tfds data directory that `tfds.builder(name, data_dir=data_dir)` uses."""
-    return os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
-
-
-def check_manual_tars(root):
-    """FileNotFoundError with instructions when the manual ImageNet tars are not in place."""
-    manual_dir = os.path.join(root, "downloads", "manual")
-    missing = [tar for tar in MANUAL_TARS if not tf.io.gfile.exists(os.path.join(manual_dir, tar))]
-    if missing:
-        raise FileNotFoundError(
-            f"tfds 'imagenet2012' is not prepared under {root} and its manual download is "
-            f"missing: {', '.join(missing)} not in {manual_dir}. Register at "
-            "https://image-net.org/download-images, download ILSVRC2012_img_train.tar and "
-            f"ILSVRC2012_img_val.tar, put them in {manual_dir}, then call build_dataset again: "
-            "it prepares the data (several hours, once). (`tfds build imagenet2012 "
-            f"--data_dir={root} --manual_dir={manual_dir}` does the same, but tfds's command "
-            "line also needs `pip install apache-beam mlcroissant`.)")
-    return manual_dir
-
-
-def tfds_records(split, data_dir, *, training, seed, input_context, class_names=None,
-                 validation_fraction=None):
-    """tfds `imagenet2012` (manual download). Missing tars: FileNotFoundError with instructions."""
-    import tensorflow_datasets as tfds
-
-    refuse_validation_fraction("imagenet2012", validation_fraction)
-    root = tfds_root(data_dir)
-    builder = tfds.builder("imagenet2012", data_dir=data_dir)
-    if not builder.is_prepared():
-        manual_dir = check_manual_tars(root)
-        logging.info("Preparing tfds imagenet2012 from %s (several hours, once).", manual_dir)
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    splits = builder.info.splits
-    if len(splits) and split not in splits:  # mocked builders report no splits
-        raise ValueError(f"tfds imagenet2012 has no {split!r} split here (it has "
-                         f"{sorted(splits)}); the test split needs {TEST_TAR} (and has no labels).")
-    read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed,
-                                  interleave_cycle_length=TFRECORD_CYCLE_LENGTH,
-                                  num_parallel_calls_for_interleave_files=tf.data.AUTOTUNE)
-    dataset = builder.as_dataset(split=split, shuffle_files=training, read_config=read_config,
-                                 decoders={"image": tfds.decode.SkipDecoding()})
-    if training:
-        dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
-    num_examples = splits[split].num_examples if split in splits else None
-    label = builder.info.features["label"]
-    names = source_class_names("imagenet2012", list(label.names), label.num_classes, class_names)
-    return ImageRecords(dataset, _parse_tfds_example, num_examples, label.num_classes, names,
-                        sharded=input_context is not None)
-
-
-def _parse_tfds_example(example):
-    return {"encoded": example["image"], "label": tf.cast(example["label"], tf.int32),
-            "bboxes": tf.zeros([0, 4], tf.float32), "name": example["file_name"]}
-
-
-# --------------------------------------------------------------------------------------- TFRecords
-def tfrecord_files(split, data_dir):
-    """Files of a split: `<dir>/<split>-*` (Inception/slim layout) or a pattern with `{split}`."""
-    if not data_dir:
-        raise ValueError("dataset='tfrecord' needs data_dir: a directory of "
-                         "'train-00000-of-01024'-style files, or a file pattern with {split}.")
-    pattern = (data_dir.format(split=split) if "{split}" in data_dir
-               else os.path.join(data_dir, f"{split}-*"))
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(
-            f"No TFRecord files match {pattern!r} (split {split!r}). Expected the Inception/slim "
-            "layout: <data_dir>/train-00000-of-01024 ..., <data_dir>/validation-00000-of-00128 "
-            "..., with features image/encoded and 1-based image/class/label."
-            + (" That conversion writes no test files (ImageNet's test labels are not public): "
-               "evaluate on 'validation'." if split == "test" else ""))
-    return files
-
-
-def _parse_tfrecord(raw, num_classes, with_boxes):
-    """{"serialized", "shard"} -> record dict; checks the 1-based label. Boxes are parsed only
-    for training (the crop is their only reader); otherwise [0, 4]."""
-    shard = raw["shard"]
-    box_keys = ("ymin", "xmin", "ymax", "xmax") if with_boxes else ()
-    features = tf.io.parse_single_example(raw["serialized"], {
-        "image/encoded": tf.io.FixedLenFeature([], tf.string),
-        "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-        "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
-        **{f"image/object/bbox/{k}": tf.io.RaggedFeature(tf.float32) for k in box_keys},
-    })
-    name = tf.strings.join([shard, features["image/filename"]], separator=":")
-    label = tf.cast(features["image/class/label"], tf.int32) - 1  # stored 1-based (slim)
-    check = tf.debugging.Assert(
-        (label >= 0) & (label < num_classes),
-        ["image/class/label must be 1-based, in [1, num_classes]; got", label + 1,
-         "with num_classes", num_classes, "in", name])
-    with tf.control_dependencies([check]):
-        label = tf.identity(label)
-    bboxes = (tf.stack([features[f"image/object/bbox/{k}"] for k in box_keys], axis=1)
-              if with_boxes else tf.zeros([0, 4], tf.float32))
-    return {"encoded": features["image/encoded"], "label": label, "bboxes": bboxes, "name": name}
-
-
-def _read_names(path):
-    """The non-empty lines of a class-names file, or None when there is no such file."""
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return [line.strip() for line in f if line.strip()]
-
-
-def tfrecord_records(split, data_dir, *, training, seed, input_context, class_names=None,
-                     validation_fraction=None):
-    """TFRecords in the Inception/slim layout; `labels.txt` beside them names the classes."""
-    refuse_validation_fraction("tfrecord", validation_fraction)
-    files = tfrecord_files(split, data_dir)
-    own_names = _read_names(os.path.join(os.path.dirname(files[0]), LABELS_FILE))
-    num_classes = len(own_names) if own_names else IMAGENET_NUM_CLASSES
-    class_names = source_class_names("tfrecord", own_names, num_classes, class_names)
-    files, sharded = _shard_list(files, input_context)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        dataset = dataset.shuffle(len(files), seed=seed)
-    # A damaged record costs itself (and, with a damaged length header, the rest of its shard),
-    # counted and named in `lost` (tfrecord_shards), instead of silently ending its shard.
-    lost = tfrecord_shards.LostRecordCounter(f"tfrecord/{split}")
-    dataset = dataset.interleave(
-        lambda shard: tfrecord_shards.shard_records(shard, lost, TFRECORD_READ_BUFFER),
-        cycle_length=min(TFRECORD_CYCLE_LENGTH, len(files)), block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE)
-    if training:
-        dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed)
-    parse = functools.partial(_parse_tfrecord, num_classes=num_classes, with_boxes=training)
-    return ImageRecords(dataset, parse, None, num_classes, class_names, sharded, lost)
-
-
-# ------------------------------------------------------------------------------------------ folder
 FolderSplit = collections.namedtuple(
     "FolderSplit", ["paths", "labels", "class_names", "folder", "left_out"], defaults=[None])
 # left_out: {kind: count} of the files and links the walk left out (see _LeftOut.KINDS)
@@ -251,7 +55,7 @@ class _LeftOut:
     def warn(self, folder):
         for kind, paths in self.paths.items():
             if paths:
-                shown = sorted(paths)[:_NAMES_SHOWN]
+                shown = sorted(paths)[:common.NAMES_SHOWN]
                 more = len(paths) - len(shown)
                 logging.warning("%s: left out %d %s: %s%s.", folder, len(paths),
                                 self.KINDS[kind], ", ".join(shown),
@@ -355,7 +159,7 @@ def _folder_layout(data_dir):
     others = [name for name in folders if name not in split_names]
     if others:
         raise ValueError(
-            f"{data_dir!r} mixes split folders {found} with other folders {_named(others)}. "
+            f"{data_dir!r} mixes split folders {found} with other folders {common.named(others)}. "
             "Use either <data_dir>/train/<class>/ (with val/ or validation/, test/), or only "
             "class folders <data_dir>/<class>/; move the other folders out.")
     split_dirs = {}
@@ -418,8 +222,8 @@ def _check_class_set(class_names, folders, where):
         raise ClassSetChangedError(
             f"The class folders of {where!r} differ from the run's class list "
             f"({len(class_names)} classes): "
-            + "; ".join(([f"missing {_named(missing)}"] if missing else [])
-                        + ([f"not in the list {_named(new)}"] if new else []))
+            + "; ".join(([f"missing {common.named(missing)}"] if missing else [])
+                        + ([f"not in the list {common.named(new)}"] if new else []))
             + ". The run's labels would no longer cover the same classes (a class folder "
             "removed, renamed or added since the run started?). Restore the folders as they "
             "were, or start a new run (another model_dir).", missing, new)
@@ -464,7 +268,7 @@ def folder_split(data_dir, split, *, class_names=None, validation_fraction=None)
     index = {name: i for i, name in enumerate(class_names)}
     unknown = [name for name in class_dirs if name not in index]
     if unknown:
-        raise ValueError(f"Class folders {_named(unknown)} of {folder!r} are not in {where}: a "
+        raise ValueError(f"Class folders {common.named(unknown)} of {folder!r} are not in {where}: a "
                          "label for them would not exist or would change. Remove them, or start "
                          "a new run that includes them.")
     if given:
@@ -489,7 +293,7 @@ def folder_split(data_dir, split, *, class_names=None, validation_fraction=None)
         labels.extend([index[name]] * len(files))
     if empty:
         logging.warning("%s: class folders with no image files (%s): these classes have no "
-                        "examples here.", folder, _named(empty))
+                        "examples here.", folder, common.named(empty))
     left_out.warn(folder)
     loose = [name for name in tf.io.gfile.listdir(folder) if _is_image(name)]
     if loose:
@@ -505,7 +309,7 @@ def folder_split(data_dir, split, *, class_names=None, validation_fraction=None)
 
 def _warn_about_old_class_index(data_dir, class_names):
     """Earlier versions wrote a class index into the data folder; say so if it disagrees."""
-    old_names = _read_names(os.path.join(data_dir, CLASS_INDEX_FILE))
+    old_names = common.read_names(os.path.join(data_dir, CLASS_INDEX_FILE))
     if old_names is not None and old_names != list(class_names):
         logging.warning("%s is not used (labels follow %d classes, not its %d lines); a model "
                         "trained with it needs its class list passed as class_names.",
@@ -519,19 +323,16 @@ def folder_records(split, data_dir, *, training, seed, input_context, class_name
     found = folder_split(data_dir, split, class_names=class_names,
                          validation_fraction=validation_fraction)
     num_examples = len(found.paths)
-    files, sharded = _shard_list(list(zip(found.paths, found.labels)), input_context)
+    files, sharded = common.shard_list(list(zip(found.paths, found.labels)), input_context)
     paths, labels = zip(*files)
     dataset = tf.data.Dataset.from_tensor_slices(
         {"path": list(paths), "label": tf.constant(labels, tf.int32)})
     if training:
         dataset = dataset.shuffle(len(paths), seed=seed)
-    return ImageRecords(dataset, _read_image_file, num_examples, len(found.class_names),
+    return common.ImageRecords(dataset, _read_image_file, num_examples, len(found.class_names),
                         found.class_names, sharded)
 
 
 def _read_image_file(raw):
     return {"encoded": tf.io.read_file(raw["path"]), "label": raw["label"],
             "bboxes": tf.zeros([0, 4], tf.float32), "name": raw["path"]}
-
-
-SOURCES = {"imagenet2012": tfds_records, "tfrecord": tfrecord_records, "folder": folder_records}
