@@ -1,7 +1,9 @@
 """A small name -> function registry for preprocessing ops.
 
-Pipelines name their ops (e.g. `("inception_crop", "random_resize", ...)`) instead of importing them,
-so that a pipeline is data and every op can be looked up, listed and tested by name.
+Every op is registered, so that it can be looked up, listed and tested by name (eagerly and inside
+`tf.data.Dataset.map`). The ops after the decode are named, as data, in the builder's
+`image_ops_after_decode` and MNIST's op list; the decode and the Inception crop, which read the
+record's bytes and boxes rather than an image, are called by the builder directly.
 """
 
 
