@@ -38,7 +38,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from tf_pyramid import serving
     try:
-        model, _ = serving.load_model(FLAGS.model_dir, FLAGS.model)
+        model = serving.load_model(FLAGS.model_dir, FLAGS.model)
         path = serving.export_saved_model(
             model, FLAGS.export_dir, version=FLAGS.version, value_range=FLAGS.value_range,
             resize_method=FLAGS.resize_method, overwrite=FLAGS.overwrite,

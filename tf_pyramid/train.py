@@ -59,7 +59,7 @@ _command_line = None  # the `experiments.CommandLine` that `run()` parsed
 
 def export_run(model_dir):
     """The end-of-run export: DIR/model.keras -> DIR/export/<next version>/ for TF Serving."""
-    model, _ = serving.load_model(model_dir)
+    model = serving.load_model(model_dir)
     try:
         path = serving.export_saved_model(model, os.path.join(model_dir, "export"))
     except tf.errors.OpError as error:  # e.g. a full disk: one line, not a traceback

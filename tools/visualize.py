@@ -46,7 +46,7 @@ def main(argv):
     from tf_pyramid.modeling import ImagePreprocessor
     from tf_pyramid.visualization import inputs
 
-    model, _ = serving.load_model(FLAGS.model_dir, FLAGS.model)
+    model = serving.load_model(FLAGS.model_dir, FLAGS.model)
     preprocessor = ImagePreprocessor.of_model(model, FLAGS.value_range, FLAGS.resize_method)
     value_range = preprocessor.value_range
     images = inputs.load_images(FLAGS.images, model.channels)[:FLAGS.max_images]

@@ -48,10 +48,8 @@ def resolve_model_path(model_dir=None, model=None):
 
 
 def load_model(model_dir=None, model=None):
-    """Loads a trained `tf_pyramid` model (`.keras`) and its run config (may be {})."""
-    path = resolve_model_path(model_dir, model)
-    config = (runs.read_config(model_dir) if model_dir else None) or {}
-    return runs.load_run_model(path)[0], config
+    """Loads a trained `tf_pyramid` model: a run's `model.keras`, or the `.keras` file `model`."""
+    return runs.load_run_model(resolve_model_path(model_dir, model))[0]
 
 
 def export_saved_model(model, export_base, version=None, value_range=None, resize_method=None,
