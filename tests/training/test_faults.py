@@ -20,7 +20,7 @@ import tensorflow as tf
 from tests.helpers import REPO, python_env, run_module, tiny_args, tiny_config
 from tf_pyramid import runs, serving
 from tf_pyramid.runs import files, run_config
-from tf_pyramid.training import Trainer, evaluation
+from tf_pyramid.training import FlagError, Trainer, evaluation, resolve_config
 
 FAULTS = dict(model="mnist_m2", epochs=2, steps_per_epoch=4, batch_size=8, checkpoint_every=2)
 
@@ -322,3 +322,45 @@ def test_full_disk_at_the_end_is_one_line_and_exit_2(stopped_run, tmp_path, trai
     stderr = capsys.readouterr().err
     assert "Error: [Errno 28] No space left on device" in stderr
     assert "The last checkpoint is kept" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "export"])
+def test_tensorflow_write_errors_are_one_line_and_exit_2(where, stopped_run, tmp_path, train_cli,
+                                                          capsys, monkeypatch):
+    """TensorFlow's own writers (checkpoints, the SavedModel) raise OpErrors, not OSErrors: a
+    full disk there is the same one line as anywhere else."""
+    model_dir = _copy(stopped_run, tmp_path)
+    full = tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+    if where == "checkpoint":
+        monkeypatch.setattr(tf.train.CheckpointManager, "save",
+                            lambda *args, **kwargs: (_ for _ in ()).throw(full))
+    else:
+        monkeypatch.setattr(serving, "export_saved_model",
+                            lambda *args, **kwargs: (_ for _ in ()).throw(full))
+    status = train_cli(tiny_args(model_dir, **dict(FAULTS, export=True)))
+    stderr = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in stderr, stderr[-2000:]
+    expected = ("Cannot write a checkpoint to" if where == "checkpoint"
+                else "Cannot write the export to")
+    assert f"Error: {expected}" in stderr and "No space left on device" in stderr
+    assert "The last checkpoint is kept" in stderr
+
+
+def test_model_dir_that_is_a_file_or_has_a_tilde(tmp_path, monkeypatch):
+    a_file = tmp_path / "not_a_dir"
+    a_file.write_text("x")
+    with pytest.raises(FlagError, match="--model_dir=.*not_a_dir is a file, not a directory"):
+        resolve_config(tiny_config(a_file))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = resolve_config(tiny_config("~/runs/x"))
+    assert config.trainer.model_dir == str(tmp_path / "runs" / "x")  # no literal "~" folder
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--policy=bogus"], "Error: Unknown attention policy 'bogus'"),
+    (["--levels=0"], "Error: --levels must be >= 1; got 0."),
+])
+def test_evaluate_usage_errors_are_one_line(stopped_run, args, message):
+    process = run_module("tf_pyramid.evaluate", [f"--model_dir={stopped_run[0]}", *args])
+    assert process.returncode == 2, process.stderr[-2000:]
+    assert message in process.stderr and "Traceback" not in process.stderr
