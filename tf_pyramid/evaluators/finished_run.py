@@ -98,8 +98,9 @@ def evaluate_run(model_dir, evaluators=None, **settings):
                                                     policy=header["policy"],
                                                     with_threshold=False)
         rest = {k: v for k, v in levels.items() if k not in ("levels", "split", "policy",
-                                                              "passes")}
-        result = {"levels": levels["levels"], **header, "num_passes": levels["passes"], **rest}
+                                                              "passes", "num_examples")}
+        result = {"levels": levels["levels"], **header, "num_examples": levels["num_examples"],
+                  "num_passes": levels["passes"], **rest}
         if names is None:
             return result
     result = result or dict(header)
