@@ -63,7 +63,7 @@ def main(argv):
         print(f"Error: --model_dir={FLAGS.model_dir} does not exist.", file=sys.stderr)
         return 2
     from tf_pyramid import evaluators  # noqa: PLC0415
-    try:  # usage errors before TensorFlow is imported
+    try:  # usage errors before any model or data is loaded
         names = None if FLAGS.evaluators is None else evaluators.check_names(FLAGS.evaluators)
     except evaluators.UnknownEvaluatorError as error:
         print(f"Error: --evaluators: {error}", file=sys.stderr)
@@ -75,7 +75,7 @@ def main(argv):
               f"--anytime_thresholds=0,0.9,1.01; got {','.join(FLAGS.anytime_thresholds)}.",
               file=sys.stderr)
         return 2
-    from tf_pyramid.evaluators import finished_run  # noqa: PLC0415  (imports TensorFlow)
+    from tf_pyramid.evaluators import finished_run  # noqa: PLC0415
     try:
         result = finished_run.evaluate_run(
             model_dir, policy=FLAGS.policy, levels=FLAGS.levels, split=FLAGS.eval_split,

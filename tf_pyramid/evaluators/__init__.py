@@ -11,8 +11,8 @@ finished run, and `metrics.json` holds each result under its name. One module pe
 * `attention_quality`: MNIST runs only: the share of the digit's ink inside the attended cells
   against random cells (`tf_pyramid.analysis.attention_quality`).
 
-This module only names them (no TensorFlow is imported until an evaluator is created), so flag
-checks can use it. Sits above runs, modeling, data, configs and analysis; training imports it.
+This module only names them (a plug-in's module is imported when one is created), so flag checks
+can use it cheaply. Sits above runs, modeling, data, configs and analysis; training imports it.
 """
 import importlib
 
