@@ -1,13 +1,15 @@
-r"""Per-level evaluation of a trained (or checkpointed) model.
+r"""Evaluators on a trained (or checkpointed) model: per-level figures by default.
 
   python -m tf_pyramid.evaluate --model_dir=DIR [--policy=threshold|sample|topk:K] [--levels=N]
       [--eval_split=validation] [--checkpoint=PATH] [--eval_passes=K] [--json_out=FILE]
+      [--evaluators=per_level,anytime_sweep,attention_quality] [--anytime_thresholds=0,0.9,1.01]
 
 Loads DIR/model.keras (or, if absent or with --checkpoint / --use_checkpoint, the latest
 checkpoint of DIR/checkpoints), reads the data settings from DIR/config.json (each overridable)
 and prints `{"levels": [{"level": 1, "accuracy": ..., "mean_locations": ..., "mean_macs": ...}]}`.
-`--levels=N` runs the model's modules with N levels (input side b * 2**(N-1)): module weights are
-depth independent.
+With --evaluators, each evaluator's result is added under its name (the per-level figures stay
+at the top level when per_level is listed), as in metrics.json. `--levels=N` runs the model's
+modules with N levels (input side b * 2**(N-1)): module weights are depth independent.
 """
 import json
 import os
@@ -42,6 +44,10 @@ flags.DEFINE_integer("seed", None, "Seed of the evaluation input pipeline (defau
 flags.DEFINE_boolean("allow_incomplete", None, "Accept a pass that read fewer examples than the "
                      "split holds (damaged records or files); default: the run's setting, which "
                      "refuses it.")
+flags.DEFINE_list("evaluators", None, "Evaluators to run (comma separated): per_level, "
+                  "anytime_sweep, attention_quality; default: the per-level figures only.")
+flags.DEFINE_list("anytime_thresholds", None, "Thresholds of the anytime_sweep evaluator "
+                  "(default: the run's --anytime_thresholds).")
 flags.DEFINE_string("json_out", None, "Also write the JSON here.")
 
 
@@ -56,15 +62,29 @@ def main(argv):
     if not os.path.exists(model_dir):
         print(f"Error: --model_dir={FLAGS.model_dir} does not exist.", file=sys.stderr)
         return 2
-    from tf_pyramid.training import evaluation  # noqa: PLC0415  (imports TensorFlow)
+    from tf_pyramid import evaluators  # noqa: PLC0415
+    try:  # usage errors before any model or data is loaded
+        names = None if FLAGS.evaluators is None else evaluators.check_names(FLAGS.evaluators)
+    except evaluators.UnknownEvaluatorError as error:
+        print(f"Error: --evaluators: {error}", file=sys.stderr)
+        return 2
     try:
-        result = evaluation.evaluate_run(
+        thresholds = [float(t) for t in FLAGS.anytime_thresholds or ()]
+    except ValueError:
+        print("Error: --anytime_thresholds takes numbers separated by commas, e.g. "
+              f"--anytime_thresholds=0,0.9,1.01; got {','.join(FLAGS.anytime_thresholds)}.",
+              file=sys.stderr)
+        return 2
+    from tf_pyramid.evaluators import finished_run  # noqa: PLC0415
+    try:
+        result = finished_run.evaluate_run(
             model_dir, policy=FLAGS.policy, levels=FLAGS.levels, split=FLAGS.eval_split,
             checkpoint=FLAGS.checkpoint, use_checkpoint=FLAGS.use_checkpoint,
             num_passes=FLAGS.eval_passes, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
             dataset=FLAGS.dataset, variant=FLAGS.variant, source=FLAGS.source,
             data_dir=FLAGS.data_dir and os.path.expanduser(FLAGS.data_dir),
-            allow_incomplete=FLAGS.allow_incomplete)
+            allow_incomplete=FLAGS.allow_incomplete, evaluators=names,
+            anytime_thresholds=thresholds or None)
     except (ValueError, FileNotFoundError) as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2

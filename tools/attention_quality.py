@@ -12,13 +12,9 @@ the margin appear? Train with --keep_checkpoints large enough to keep one per ep
 """
 import functools
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import app
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Run directory of an MNIST pyramid model.")

@@ -1,20 +1,19 @@
 r"""Accuracy vs. MACs per image (paper Fig. 4 and 6) from per-level results.
 
   python tools/plot_tradeoff.py runs/m2/metrics.json runs/bl2 --out=tradeoff.png \
-      [--labels="M2,BL2"] [--linear_x]
+      [--labels="M2,BL2"] [--linear_x] [--noanytime]
 
 Each RESULT is a metrics JSON ({"levels": [{"level", "accuracy", "mean_locations",
 "mean_macs"}, ...]}) or a run directory holding metrics.json. Pyramid models: one point per level,
-labelled with the mean number of attended cells; baselines: one star. Labels default to the run's
-model name and resolution (config.json), else the directory / file name.
+labelled with the mean number of attended cells; baselines: one star. Where the file holds an
+`anytime_sweep` result (`--evaluators=anytime_sweep` in training or in `python -m
+tf_pyramid.evaluate --json_out=...`), its early-exit curve is drawn dashed, points labelled with
+their thresholds. Labels default to the run's model name and resolution (config.json), else the
+directory / file name. Run from the checkout with the package importable (installed, or
+PYTHONPATH=.).
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import app
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Output PNG.")
@@ -23,6 +22,8 @@ flags.DEFINE_integer("width", 900, "PNG width in pixels.")
 flags.DEFINE_integer("height", 600, "PNG height in pixels.")
 flags.DEFINE_bool("linear_x", False, "Linear MACs axis (default: log scale).")
 flags.DEFINE_string("title", None, "Plot title.")
+flags.DEFINE_bool("anytime", True, "Also draw each result's anytime_sweep curve (early exit at "
+                  "each threshold) where it has one.")
 flags.mark_flag_as_required("out")
 
 
@@ -38,7 +39,7 @@ def main(argv):
     labels = FLAGS.labels or [None] * len(paths)
     results = [tradeoff.load_results(p, label) for p, label in zip(paths, labels)]
     fig = tradeoff.tradeoff_figure(results, FLAGS.width, FLAGS.height, log_x=not FLAGS.linear_x,
-                                   title=FLAGS.title)
+                                   title=FLAGS.title, anytime=FLAGS.anytime)
     figures.save_figure(fig, FLAGS.out)
     print(FLAGS.out)
 

@@ -29,14 +29,13 @@ import subprocess
 import sys
 import time
 
+from absl import app
+from absl import flags
+
+from tf_pyramid.analysis import mnist_claims
+from tf_pyramid.configs import experiments
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-
-from tf_pyramid.analysis import mnist_claims  # noqa: E402
-from tf_pyramid.configs import experiments  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("variant", "plain", ["plain", "noisy", "textured"], "MNIST variant.")

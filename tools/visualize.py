@@ -10,10 +10,8 @@ Images: PNG/JPEG files or .npy/.npz arrays, pixel values 0-255, any size (resize
 evaluation). Works for 1-channel (MNIST variants) and RGB models.
 """
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402

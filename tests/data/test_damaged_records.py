@@ -142,7 +142,7 @@ def test_evaluate_refuses_a_split_read_in_part(trained_run, damaged):
 
 
 def test_evaluate_allows_a_partial_split_when_asked(trained_run, damaged):
-    from tf_pyramid.training.evaluation import evaluate_run  # noqa: PLC0415
+    from tf_pyramid.evaluators.finished_run import evaluate_run  # noqa: PLC0415
 
     damage_payload(str(damaged / "validation-00000-of-00001"), 3)
     with pytest.raises(IncompleteSplitError) as refused:

@@ -46,3 +46,35 @@ def test_bad_results_file(tmp_path):
         tradeoff.load_results(str(bad))
     with pytest.raises(FileNotFoundError):
         tradeoff.load_results(str(tmp_path / "nothing"))
+
+
+def test_plot_the_anytime_sweep_of_a_metrics_file(tmp_path):
+    """metrics.json with the anytime_sweep evaluator's result: its early-exit curve (one point
+    per threshold, by cost) is drawn beside the per-level one; --noanytime leaves it out."""
+    metrics = {"levels": [_level(1, 0.8, 0.0, 1e6), _level(2, 0.93, 2.5, 3.5e6)],
+               "model": "mnist_m2",
+               "anytime_sweep": {"points": [
+                   {"threshold": 1.01, "accuracy": 0.93, "mean_macs": 3.6e6},
+                   {"threshold": 0.0, "accuracy": 0.8, "mean_macs": 1e6},
+                   {"threshold": 0.9, "accuracy": 0.92, "mean_macs": 1.9e6}]}}
+    path = tmp_path / "run" / "metrics.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(metrics))
+    curve = tradeoff.load_results(str(path.parent))
+    sweep = curve["anytime"]
+    assert sweep["label"] == "mnist_m2 anytime" and sweep["style"] == "anytime"
+    assert [p[1] for p in sweep["points"]] == [1e6, 1.9e6, 3.6e6]
+    assert sweep["annotations"] == ["0", "0.9", "1.01"]
+    with_sweep, without = tmp_path / "with.png", tmp_path / "without.png"
+    run_python(["tools/plot_tradeoff.py", str(path), f"--out={with_sweep}"])
+    run_python(["tools/plot_tradeoff.py", str(path), f"--out={without}", "--noanytime"])
+    assert png_size(with_sweep) == png_size(without) == (600, 900)
+    assert with_sweep.read_bytes() != without.read_bytes()
+    fig = tradeoff.tradeoff_figure([curve])
+    assert [line.get_label() for line in fig.axes[0].lines] == ["mnist_m2", "mnist_m2 anytime"]
+    assert fig.axes[0].lines[1].get_linestyle() == "--"
+
+    bad = dict(metrics, anytime_sweep={"points": [{"threshold": 0.5, "accuracy": 0.9}]})
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"anytime_sweep.points\[0\] lacks \['mean_macs'\]"):
+        tradeoff.load_results(str(path))

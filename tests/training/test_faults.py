@@ -20,7 +20,8 @@ import tensorflow as tf
 from tests.helpers import REPO, python_env, run_module, tiny_args, tiny_config
 from tf_pyramid import runs, serving
 from tf_pyramid.runs import files, run_config
-from tf_pyramid.training import FlagError, Trainer, evaluation, resolve_config
+from tf_pyramid.evaluators import finished_run
+from tf_pyramid.training import FlagError, Trainer, resolve_config
 
 FAULTS = dict(model="mnist_m2", epochs=2, steps_per_epoch=4, batch_size=8, checkpoint_every=2)
 
@@ -88,7 +89,7 @@ def test_resume_skips_a_damaged_checkpoint_and_keeps_it(stopped_run, tmp_path, k
                if (n == "checkpoint" if state_kind else n.startswith("ckpt-4"))}
     if kind == "deleted_index":  # evaluation falls back too, and moves nothing
         before = _tree(model_dir)
-        assert evaluation.evaluate_run(str(model_dir))["source_file"].endswith("ckpt-2")
+        assert finished_run.evaluate_run(str(model_dir))["source_file"].endswith("ckpt-2")
         assert _tree(model_dir) == before
     trainer = Trainer(_config(model_dir))
     trainer.setup()
@@ -139,7 +140,7 @@ def test_no_restorable_checkpoint_stops_with_an_error(stopped_run, tmp_path, tra
         {n: h for n, h in before.items() if n != "run.lock"}
     # evaluate falls back the same way, and says the same when nothing restores.
     with pytest.raises(ValueError, match="None of the 2 checkpoint"):
-        evaluation.evaluate_run(str(model_dir))
+        finished_run.evaluate_run(str(model_dir))
 
 
 def test_full_disk_while_saving_the_model_then_resume(stopped_run, tmp_path, monkeypatch):
@@ -170,11 +171,11 @@ def test_full_disk_while_saving_the_model_then_resume(stopped_run, tmp_path, mon
     data = (model_dir / "model.keras").read_bytes()
     (model_dir / "model.keras").write_bytes(data[:len(data) // 3])
     with pytest.raises(files.DamagedFileError, match="model.keras is damaged"):
-        evaluation.evaluate_run(str(model_dir))
+        finished_run.evaluate_run(str(model_dir))
     with pytest.raises(files.DamagedFileError, match="model.keras is damaged"):
         serving.load_model(str(model_dir))
     # The checkpoint is still there to evaluate.
-    assert evaluation.evaluate_run(str(model_dir), use_checkpoint=True)["source_file"].endswith(
+    assert finished_run.evaluate_run(str(model_dir), use_checkpoint=True)["source_file"].endswith(
         "ckpt-4")
 
 

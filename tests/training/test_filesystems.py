@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tests.helpers import tiny_config
 from tf_pyramid.runs import files, lock
-from tf_pyramid.training import evaluation
+from tf_pyramid.evaluators import finished_run
 from tf_pyramid.training.trainer import Trainer
 
 
@@ -33,7 +33,7 @@ def test_train_interrupt_resume_evaluate_export_on_ram(tmp_path, monkeypatch):
     metrics = files.read_json(f"{model_dir}/metrics.json")
     assert metrics["step"] == 6
 
-    result = evaluation.evaluate_run(model_dir)
+    result = finished_run.evaluate_run(model_dir)
     assert [entry["level"] for entry in result["levels"]] == \
         [entry["level"] for entry in metrics["levels"]] == [1, 2]
 

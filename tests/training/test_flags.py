@@ -3,7 +3,6 @@ import glob
 import os
 
 import pytest
-from absl import flags as absl_flags
 
 from tf_pyramid.configs import experiments as experiment_files
 from tf_pyramid.training import chain

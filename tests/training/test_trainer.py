@@ -14,7 +14,8 @@ from tf_pyramid.callbacks import AttentionImages
 from tf_pyramid.modeling import StepDecay
 from tf_pyramid.configs import ExperimentConfig
 from tf_pyramid.train import export_run
-from tf_pyramid.training import Trainer, evaluation
+from tf_pyramid.evaluators.finished_run import evaluate_run
+from tf_pyramid.training import Trainer
 
 ENTRY_KEYS = {"level", "accuracy", "mean_locations", "mean_macs"}
 
@@ -78,13 +79,13 @@ def test_train_scalars_in_tensorboard(finished_run):
 
 def test_evaluate_any_checkpoint_same_schema(finished_run):
     model_dir = str(finished_run[0])
-    from_file = evaluation.evaluate_run(model_dir)
+    from_file = evaluate_run(model_dir)
     assert from_file["levels"] == json.loads(open(f"{model_dir}/metrics.json").read())["levels"]
     first = tf.train.get_checkpoint_state(f"{model_dir}/checkpoints").all_model_checkpoint_paths[0]
-    from_checkpoint = evaluation.evaluate_run(model_dir, checkpoint=first, policy="topk:2")
+    from_checkpoint = evaluate_run(model_dir, checkpoint=first, policy="topk:2")
     assert [set(e) for e in from_checkpoint["levels"]] == [ENTRY_KEYS] * 2
     assert from_checkpoint["levels"][1]["mean_locations"] == 2.0
-    deeper = evaluation.evaluate_run(model_dir, levels=3, split="validation")
+    deeper = evaluate_run(model_dir, levels=3, split="validation")
     assert [e["level"] for e in deeper["levels"]] == [1, 2, 3] and deeper["resolution"] == 56
 
 

@@ -143,23 +143,26 @@ def measure_shares(model, batches, policy=None):
     return {"levels": levels, "images": count}
 
 
-def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, seed=0,
-                checkpoint=None):
-    """`measure_shares` of an MNIST run on its evaluation split (config.json), with positions
-    (and noise, texture) re-drawn on each of `passes` passes. `checkpoint`: a checkpoint prefix
-    of the run (e.g. `checkpoints/ckpt-310`) to measure instead of the final model, which shows
-    when during training the margin appears (`run_checkpoints` lists them)."""
-    config = read_config(model_dir)
-    if config is None:
-        raise FileNotFoundError(f"{model_dir}: no config.json (not a training run directory).")
+def why_not_measurable(config, model):
+    """Why attention quality cannot be measured for this run ('' when it can): it needs the
+    digit's position (an MNIST run) and attention (a pyramid model)."""
     if config.data.dataset != "mnist":
-        raise ValueError(f"Attention quality needs the digit's position: an MNIST run; "
-                         f"{model_dir} trained on {config.data.dataset!r}.")
+        return (f"attention quality needs the digit's position: an MNIST run; this run trained "
+                f"on {config.data.dataset!r}.")
+    if not getattr(model, "has_attention", False):
+        return f"model {model.name!r} has no attention (a baseline)."
+    return ""
+
+
+def measure_model(model, config, passes=1, split=None, policy=None, batch_size=None, seed=0):
+    """`measure_shares` of `model` on the evaluation split of an MNIST run's `config`
+    (`ExperimentConfig`), with positions (and noise, texture) re-drawn on each of `passes`
+    passes. Raises ValueError saying why for a run it does not apply to."""
+    reason = why_not_measurable(config, model)
+    if reason:
+        raise ValueError(reason[0].upper() + reason[1:])
     if passes < 1:
         raise ValueError(f"passes must be >= 1; got {passes}.")
-    model, _ = load_run_model(model_dir, checkpoint=checkpoint)
-    if not getattr(model, "has_attention", False):
-        raise ValueError(f"{model_dir}: model {model.name!r} has no attention (a baseline).")
     # The evaluation pipeline (with the digits' ink maps) in the model's own value range; the
     # pipeline's images equal what the model's layer makes of the same canvases.
     preprocessor = getattr(model, "preprocessor", None)
@@ -173,8 +176,30 @@ def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, s
     policy = policy or config.model.policy
     batches = (batch for _ in range(passes) for batch in examples)
     result = measure_shares(model, batches, policy)
-    result.update({"model_dir": str(model_dir), "split": split, "passes": passes,
-                   "policy": policy or model.policy, "checkpoint": checkpoint,
+    result.update({"split": split, "passes": passes, "policy": policy or model.policy})
+    return result
+
+
+def measure_run(model_dir, passes=1, split=None, policy=None, batch_size=None, seed=0,
+                checkpoint=None):
+    """`measure_model` of an MNIST run directory's model (config.json says the data).
+    `checkpoint`: a checkpoint prefix of the run (e.g. `checkpoints/ckpt-310`) to measure
+    instead of the final model, which shows when during training the margin appears
+    (`run_checkpoints` lists them)."""
+    config = read_config(model_dir)
+    if config is None:
+        raise FileNotFoundError(f"{model_dir}: no config.json (not a training run directory).")
+    if config.data.dataset != "mnist":
+        raise ValueError(f"Attention quality needs the digit's position: an MNIST run; "
+                         f"{model_dir} trained on {config.data.dataset!r}.")
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1; got {passes}.")
+    model, _ = load_run_model(model_dir, checkpoint=checkpoint)
+    if not getattr(model, "has_attention", False):
+        raise ValueError(f"{model_dir}: model {model.name!r} has no attention (a baseline).")
+    result = measure_model(model, config, passes=passes, split=split, policy=policy,
+                           batch_size=batch_size, seed=seed)
+    result.update({"model_dir": str(model_dir), "checkpoint": checkpoint,
                    "step": checkpoints.checkpoint_number(checkpoint) if checkpoint else None})
     return result
 

@@ -118,6 +118,17 @@ class EvaluationConfig:
         False, "allow_incomplete", "Accept an evaluation that read fewer examples than its split "
         "holds (damaged records or files, counted and named in the log); by default it stops "
         "the run with an error.")
+    evaluators: list = setting(
+        ["per_level"], "evaluators", "Evaluators run at the end of training (results in "
+        "metrics.json under their names) and every --eval_every_epochs: per_level, "
+        "anytime_sweep, attention_quality (MNIST runs) (comma separated).", kind="list")
+    every_epochs: int = setting(0, "eval_every_epochs", "Also run --evaluators after every N "
+                                "epochs (TensorBoard logs/evaluation); 0: only at the end.",
+                                lower_bound=0)
+    anytime_thresholds: list = setting(
+        ["0", "0.5", "0.6", "0.7", "0.8", "0.9", "0.95", "0.99", "1.01"], "anytime_thresholds",
+        "Confidence thresholds of the anytime_sweep evaluator (0: every image stops after level "
+        "1; above 1: none stops early).", kind="list")
 
 
 @dataclasses.dataclass

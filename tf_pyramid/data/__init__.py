@@ -10,7 +10,7 @@ from tf_pyramid.data import image_ops  # registers the ImageNet-style ops
 from tf_pyramid.data import mnist  # registers the MNIST ops
 from tf_pyramid.data.builder import DATASETS, SPLITS, build_dataset, input_convention
 from tf_pyramid.data.dataset_info import DatasetInfo
-from tf_pyramid.data.evaluation import PAPER_NUM_PASSES, evaluate_redrawn
+from tf_pyramid.data.redrawn_passes import PAPER_NUM_PASSES, evaluate_redrawn
 from tf_pyramid.data.input_convention import InputConvention
 from tf_pyramid.data.registry import OPS, get_op, register_op
 from tf_pyramid.data.splits import check_split

@@ -13,7 +13,8 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import summary_pb2
 
-from tf_pyramid.training import evaluation
+from tf_pyramid.evaluators import base as evaluators_base
+from tf_pyramid.evaluators import per_level
 
 
 def write_scalar(name, value, step):
@@ -136,7 +137,7 @@ class Validation(Action):
         self.dataset, self.writer, self.split = dataset, writer, split
 
     def after_epoch(self, trainer, epoch, logs):
-        scalars = evaluation.scalar_logs(trainer.evaluator.evaluate(
+        scalars = per_level.scalar_logs(trainer.evaluator.evaluate(
             self.dataset, data_info=trainer.data_infos.get(self.split),
             allow_incomplete=trainer.config.evaluation.allow_incomplete))
         with self.writer.as_default(step=trainer.current_step):
@@ -144,6 +145,38 @@ class Validation(Action):
                 write_scalar(name, value, trainer.current_step)
         trainer.validation_logs = scalars  # for the Keras callbacks' epoch logs (val_*)
         logging.info("Epoch %d validation (%s): %s", epoch + 1, self.split, format_logs(scalars))
+
+    def close(self):
+        self.writer.flush()
+
+
+def write_evaluations(writer, step, results, instances):
+    """The scalars of evaluator results (`base.run_evaluators`) as TensorBoard summaries
+    named `<evaluator>/<scalar>`; returns them."""
+    scalars = evaluators_base.scalars_of(results, instances)
+    with writer.as_default(step=step):
+        for name, value in scalars.items():
+            write_scalar(name, value, step)
+    writer.flush()
+    return scalars
+
+
+class ScheduledEvaluation(Action):
+    """The configured evaluators (`--evaluators`) after every `every` epochs, but not after the
+    last one (`Trainer.finish` runs them then): TensorBoard `logs/evaluation` and one log line
+    per evaluator."""
+
+    def __init__(self, every, writer):
+        self.every, self.writer = every, writer
+
+    def after_epoch(self, trainer, epoch, logs):
+        if (epoch + 1) % self.every or trainer.current_step >= trainer.total_steps:
+            return
+        results = trainer.run_evaluators()
+        write_evaluations(self.writer, trainer.current_step, results, trainer.evaluators)
+        for name, result in results.items():
+            logging.info("Epoch %d %s: %s", epoch + 1, name, result.get("skipped") or
+                         format_logs(trainer.evaluators[name].scalars(result)))
 
     def close(self):
         self.writer.flush()

@@ -11,6 +11,7 @@ import zipfile
 
 from absl import flags
 
+from tf_pyramid import evaluators
 from tf_pyramid.configs import ExperimentConfig, field_metadata
 from tf_pyramid.configs.experiment_config import FLAG_FIELDS
 from tf_pyramid.data import DATASETS, SPLITS
@@ -25,7 +26,8 @@ from tf_pyramid.training.strategy import STRATEGIES, check_tf_config
 # The paper's learning rates: 0.01 for MNIST (A.5.2), 0.001 for ImageNet (A.6.2).
 DEFAULT_LEARNING_RATE = {"mnist": 0.01}
 IMAGENET_LEARNING_RATE = 0.001
-LIST_FLAGS_OF_NUMBERS = {"c_t": "3.2,13.5", "level_weights": "1,1", "lr_decay_at": "0.8,0.9"}
+LIST_FLAGS_OF_NUMBERS = {"c_t": "3.2,13.5", "level_weights": "1,1", "lr_decay_at": "0.8,0.9",
+                         "anytime_thresholds": "0.5,0.9,1.01"}
 CHOICES = {"model": MODEL_NAMES, "dataset": DATASETS, "variant": VARIANTS,
            "strategy": STRATEGIES}
 DEFINE = {"string": flags.DEFINE_string, "integer": flags.DEFINE_integer,
@@ -237,6 +239,10 @@ def resolve_config(config, planned_init_from=False):
         raise FlagError("--batch_size must be >= 1.")
     if evaluation.batch_size is None:
         evaluation.batch_size = schedule.batch_size
+    try:
+        evaluation.evaluators = evaluators.check_names(evaluation.evaluators)
+    except evaluators.UnknownEvaluatorError as error:
+        raise FlagError(f"--evaluators: {error}") from None
     for flag, value, allowed in (("validation_split", evaluation.validation_split,
                                   SPLITS + ("none",)), ("eval_split", evaluation.split, SPLITS)):
         if value not in allowed:

@@ -38,11 +38,12 @@ from absl import logging
 from tf_pyramid import runs
 from tf_pyramid.configs import RunFacts
 from tf_pyramid.data import build_dataset, check_split
+from tf_pyramid.evaluators import base as evaluators_base
+from tf_pyramid.evaluators import per_level
 from tf_pyramid.runs import checkpoints, files, run_config
 from tf_pyramid.runs import lock as run_lock
 from tf_pyramid.modeling import is_pyramid
 from tf_pyramid.training import actions as actions_lib
-from tf_pyramid.training import evaluation
 from tf_pyramid.training import strategy as strategy_lib
 from tf_pyramid.training.flags import FlagError, ignored_pyramid_flags, resolve_config
 
@@ -168,7 +169,8 @@ class Trainer:
         self.checkpoint = runs.checkpoint_for(self.model, optimizer=self.optimizer,
                                               step=self.step, epoch=self.epoch)
         self.checkpoint_dir = os.path.join(self.model_dir, runs.run_directory.CHECKPOINT_DIR)
-        self.evaluator = evaluation.Evaluator(self.model, self.strategy, c.model.policy)
+        self.evaluator = per_level.LevelStatistics(self.model, self.strategy, c.model.policy)
+        self.evaluators = {"per_level": per_level.PerLevel(c, statistics=self.evaluator)}
         costs = self.model.module_costs()
         params = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
         logging.info("Model %s: %d levels, %d px input, %s trainable parameters, MACs per "
@@ -315,6 +317,9 @@ class Trainer:
             actions.append(actions_lib.Validation(
                 self._distributed(c.evaluation.validation_split, training=False),
                 self._writer("validation"), c.evaluation.validation_split))
+        if c.evaluation.every_epochs:
+            actions.append(actions_lib.ScheduledEvaluation(c.evaluation.every_epochs,
+                                                           self._writer("evaluation")))
         if self.callbacks:
             actions.append(actions_lib.KerasCallbacks(self.callbacks, self.model))
         return actions
@@ -445,38 +450,51 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------
     # Results.
-    def _final_evaluation(self, policy):
+    def run_evaluators(self, names=None):
+        """`{name: result}` of the evaluators `names` (default `--evaluators`) on the model as
+        it is now, on the run's distributed evaluation data (`evaluators.base`)."""
         c = self.config
-        dataset = self._distributed(c.evaluation.split, training=False)
-        return self.evaluator.evaluate(dataset, num_passes=c.evaluation.passes, policy=policy,
-                                       data_info=self.data_infos.get(c.evaluation.split),
-                                       allow_incomplete=c.evaluation.allow_incomplete)
+        data = evaluators_base.EvaluationData(
+            lambda split: (self._distributed(split, training=False), self.data_infos.get(split)),
+            self.model_dir)
+        return evaluators_base.run_evaluators(
+            c.evaluation.evaluators if names is None else names, c, self.model, self.strategy,
+            data, self.evaluators)
 
     def finish(self):
         """Final evaluation -> metrics.json and model.keras.
 
-        With `--policy=sample` (the paper's protocol: its reported cell counts are those of
-        sampled attention) the deterministic `threshold` figures are given beside the sampled
-        ones.
+        The per-level figures (the `per_level` evaluator; with `--policy=sample`, the paper's
+        protocol, also the deterministic `threshold` figures beside the sampled ones) are
+        metrics.json's top level; each evaluator of `--evaluators` adds its result under its
+        name (and its scalars to TensorBoard `logs/evaluation`).
         """
         c = self.config
-        attention = self.model.exit_levels > 1
-        policy = c.model.policy if attention else None
-        result = self._final_evaluation(policy)
+        result = self.run_evaluators(["per_level"])["per_level"]
+        names = [name for name in c.evaluation.evaluators if name != "per_level"]
+        others = self.run_evaluators(names) if names else {}
+        rest = {k: v for k, v in result.items() if k not in ("levels", "split", "policy",
+                                                             "passes", "threshold")}
         metrics = {"levels": result["levels"], "model": c.model.name, "split": c.evaluation.split,
-                   "policy": policy, "passes": result["num_passes"], "dataset": c.data.dataset,
-                   "variant": c.data.variant, "resolution": c.model.resolution,
-                   "step": int(self.step.numpy()),
-                   **{k: v for k, v in result.items() if k not in ("levels", "num_passes")}}
-        logging.info("Final evaluation (%s, %s, %d passes): %s", c.evaluation.split, policy,
-                     result["num_passes"], actions_lib.format_logs(
-                         evaluation.scalar_logs(result)))
-        if attention and policy != "threshold":
-            deterministic = self._final_evaluation("threshold")
-            metrics["threshold"] = {"levels": deterministic["levels"],
-                                    "passes": deterministic["num_passes"]}
+                   "policy": result["policy"], "passes": result["passes"],
+                   "dataset": c.data.dataset, "variant": c.data.variant,
+                   "resolution": c.model.resolution, "step": int(self.step.numpy()), **rest}
+        logging.info("Final evaluation (%s, %s, %d passes): %s", c.evaluation.split,
+                     result["policy"], result["passes"],
+                     actions_lib.format_logs(per_level.scalar_logs(result)))
+        if "threshold" in result:
+            metrics["threshold"] = result["threshold"]
             logging.info("Final evaluation with threshold attention: %s", actions_lib.format_logs(
-                evaluation.scalar_logs(deterministic)))
+                per_level.scalar_logs(result["threshold"])))
+        listed = dict({"per_level": result} if "per_level" in c.evaluation.evaluators else {},
+                      **others)
+        metrics.update(listed)
+        for name, entry in others.items():
+            logging.info("Final %s: %s", name, entry.get("skipped") or actions_lib.format_logs(
+                self.evaluators[name].scalars(entry)))
+        if listed:
+            actions_lib.write_evaluations(self._writer("evaluation"), int(self.step.numpy()),
+                                          listed, self.evaluators)
         keras_path = os.path.join(self.write_dir, runs.run_directory.MODEL_FILE)
         files.save_keras(self.model, keras_path)
         if self.is_chief:

@@ -5,6 +5,8 @@ A results file has the schema a training run writes to `DIR/metrics.json`:
 (optionally with a top-level "label" or "model"). A run directory may be given instead of the file.
 Pyramid models are drawn as a line through their levels, each point labelled with the mean number
 of attended cells; baselines (a single entry, or a model name containing "_bl") as one star.
+Where the file also holds the `anytime_sweep` evaluator's result (per-image early exit at
+several thresholds), that curve is drawn dashed beside it, each point labelled with its threshold.
 """
 import json
 import os
@@ -58,7 +60,27 @@ def load_results(path, label=None):
         stem = os.path.splitext(os.path.basename(file))[0]
         label = os.path.basename(run_dir) if stem == "metrics" else stem
     baseline = len(points) == 1 or "_bl" in model_name
-    return {"label": str(label), "baseline": baseline, "points": points, "file": file}
+    curve = {"label": str(label), "baseline": baseline, "points": points, "file": file}
+    sweep = data.get("anytime_sweep") if isinstance(data, dict) else None
+    if isinstance(sweep, dict) and sweep.get("points"):
+        curve["anytime"] = _sweep_curve(sweep, f"{label} anytime", file)
+    return curve
+
+
+def _sweep_curve(sweep, label, file):
+    """The curve of an `anytime_sweep` result: one point per threshold, by cost."""
+    points = []
+    for index, entry in enumerate(sweep["points"]):
+        missing = [key for key in ("threshold", *REQUIRED) if key not in entry]
+        if missing:
+            raise ValueError(f"{file}: anytime_sweep.points[{index}] lacks {missing}.")
+        points.append((float(entry["mean_macs"]), float(entry["accuracy"]),
+                       float(entry["threshold"])))
+    points.sort()
+    return {"label": label, "baseline": False, "style": "anytime", "file": file,
+            "points": [(i + 1, macs, accuracy, None) for i, (macs, accuracy, _) in
+                       enumerate(points)],
+            "annotations": [f"{threshold:g}" for _, _, threshold in points]}
 
 
 def _format_macs(value, _=None):
@@ -68,23 +90,30 @@ def _format_macs(value, _=None):
     return f"{value:g}"
 
 
-def tradeoff_figure(results, width_px=900, height_px=600, log_x=True, title=None):
-    """A `Figure` (exactly width_px x height_px) of accuracy vs. MACs per image."""
+def tradeoff_figure(results, width_px=900, height_px=600, log_x=True, title=None, anytime=True):
+    """A `Figure` (exactly width_px x height_px) of accuracy vs. MACs per image; with `anytime`,
+    each result's early-exit sweep (if it has one) dashed, in the result's colour."""
     fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    percent = all(p[2] <= 1.0 for r in results for p in r["points"])
-    colors = [f"C{i % 10}" for i in range(len(results))]
-    for result, color in zip(results, colors):
+    drawn = [(r, i) for i, r in enumerate(results)]
+    if anytime:
+        drawn += [(r["anytime"], i) for i, r in enumerate(results) if r.get("anytime")]
+    percent = all(p[2] <= 1.0 for r, _ in drawn for p in r["points"])
+    for result, index in drawn:
+        color = f"C{index % 10}"
         levels, macs, accuracy, locations = zip(*result["points"])
         accuracy = np.asarray(accuracy) * (100.0 if percent else 1.0)
         if result["baseline"]:
             ax.plot(macs, accuracy, linestyle="none", marker="*", markersize=13, color=color,
                     label=result["label"])
             continue
-        ax.plot(macs, accuracy, marker="o", color=color, label=result["label"])
-        for level, x, y, n in zip(levels, macs, accuracy, locations):
-            text = f"L{level}" if n is None else f"{float(n):.1f}"
+        is_sweep = result.get("style") == "anytime"
+        ax.plot(macs, accuracy, marker="s" if is_sweep else "o", color=color,
+                linestyle="--" if is_sweep else "-", label=result["label"])
+        texts = result.get("annotations") or [
+            f"L{level}" if n is None else f"{float(n):.1f}" for level, n in zip(levels, locations)]
+        for text, x, y in zip(texts, macs, accuracy):
             ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 5), fontsize=8,
                         color=color)
     if log_x:
@@ -92,7 +121,8 @@ def tradeoff_figure(results, width_px=900, height_px=600, log_x=True, title=None
     ax.xaxis.set_major_formatter(FuncFormatter(_format_macs))
     ax.set_xlabel("MACs per image" + (" (log scale)" if log_x else ""))
     ax.set_ylabel("accuracy (%)" if percent else "accuracy")
-    ax.set_title(title or "Accuracy vs. cost (point labels: mean attended cells)")
+    ax.set_title(title or "Accuracy vs. cost (point labels: mean attended cells; dashed: early "
+                 "exit, labelled by threshold)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

@@ -1,17 +1,18 @@
-"""Per-level evaluation: accuracy, attended cells and MACs after every pyramid level.
+"""The `per_level` evaluator: accuracy, attended cells, MACs and cross-entropy after every exit
+level, under an attention policy, averaged over re-drawn passes.
 
 One pass serves all exit levels (`level_logits`, `level_num_locations`, `level_macs`); a baseline
 has one. The result is the `metrics.json` schema:
 `{"levels": [{"level": 1, "accuracy": ..., "mean_locations": ..., "mean_macs": ...}, ...]}`.
+`LevelStatistics` is the compiled computation (also the trainer's per-epoch validation);
+`PerLevel` the plug-in (`finished_run.evaluate_run`: the same on a run directory).
 """
 import numpy as np
 import tensorflow as tf
 
-from tf_pyramid import runs
-from tf_pyramid.configs import ExperimentConfig
-from tf_pyramid.data import build_dataset, evaluate_redrawn
+from tf_pyramid.data import evaluate_redrawn
 from tf_pyramid.data.completeness import check_complete
-from tf_pyramid.modeling import attention_policy
+from tf_pyramid.evaluators import base
 
 LEVEL_KEYS = ("accuracy", "mean_locations", "mean_macs")  # per-level entries of metrics.json
 
@@ -43,7 +44,7 @@ def batch_statistics(model, images, labels, policy=None):
     return tf.cond(tf.shape(images)[0] > 0, compute, empty)
 
 
-class Evaluator:
+class LevelStatistics:
     """Evaluates `model` on (distributed) batches under `strategy`, summing over replicas."""
 
     def __init__(self, model, strategy=None, policy=None):
@@ -112,69 +113,57 @@ class Evaluator:
 def scalar_logs(result, prefix=""):
     """Flat `{name: value}` of an evaluation result (for TensorBoard and the progress bar)."""
     logs = {}
-    for entry, xent in zip(result["levels"], result["cross_entropy"]):
+    cross_entropy = result.get("cross_entropy") or [None] * len(result["levels"])
+    for entry, xent in zip(result["levels"], cross_entropy):
         level = entry["level"]
         logs[f"{prefix}level_{level}_accuracy"] = entry["accuracy"]
         logs[f"{prefix}level_{level}_mean_locations"] = entry["mean_locations"]
         logs[f"{prefix}level_{level}_mean_macs"] = entry["mean_macs"]
-        logs[f"{prefix}level_{level}_cross_entropy"] = xent
+        if xent is not None:
+            logs[f"{prefix}level_{level}_cross_entropy"] = xent
     return logs
 
 
-def evaluate_run(model_dir, policy=None, levels=None, split=None, checkpoint=None,
-                 use_checkpoint=False, num_passes=None, batch_size=None, seed=None,
-                 allow_incomplete=None, **overrides):
-    """The per-level JSON dict for a run directory or .keras file (`python -m
-    tf_pyramid.evaluate`): model.keras, or the latest / a given checkpoint; data settings from the
-    run's config.json unless overridden; `levels` re-runs the modules with that many levels.
-    A pass that read less than the whole split raises `IncompleteSplitError` unless
-    `allow_incomplete` (default: the run's `--allow_incomplete`)."""
-    config = runs.read_config(model_dir) or ExperimentConfig()
-    if allow_incomplete is None:
-        allow_incomplete = config.evaluation.allow_incomplete
-    model, where = runs.load_run_model(model_dir, checkpoint=checkpoint,
-                                       prefer_checkpoint=use_checkpoint)
-    pyramid = model.has_attention
-    trained_levels = getattr(model, "levels", None) or config.model.levels or 1
-    if levels is not None and levels < 1:
-        raise ValueError(f"--levels must be >= 1; got {levels}.")
-    if levels and levels != trained_levels:
-        # Module weights are depth independent: the same modules, another depth.
-        resolution = model.input_size * 2 ** (levels - trained_levels)
-        convention = dict(model.input_convention or {}, input_size=resolution)
-        rebuilt = runs.build_from_config(
-            config.replace(model={"name": config.model.name or model.name, "levels": levels}),
-            model.num_classes, convention)
-        runs.copy_module_weights(model, rebuilt)
-        model = rebuilt
-    resolution = model.input_size
-    policy = policy or config.model.policy or "threshold"
-    if pyramid:  # before any data is read: a bad policy is a usage error, not a trace failure
-        attention_policy.parse_policy(policy)
-    data = config.data
-    dataset_name = overrides.get("dataset") or data.dataset
-    if not dataset_name:
-        raise ValueError(f"{model_dir} has no config.json naming the dataset: pass --dataset.")
-    split = split or config.evaluation.split
-    num_passes = num_passes or config.evaluation.passes
-    seed = seed if seed is not None else config.trainer.seed
-    if seed is not None:  # as the trainer does: the same seed gives the same re-drawn images
-        tf.random.set_seed(seed)
-    dataset, info = build_dataset(
-        dataset_name, split, resolution=resolution,
-        batch_size=batch_size or config.evaluation.batch_size or config.schedule.batch_size,
-        training=False, variant=overrides.get("variant") or data.variant,
-        source=overrides.get("source") or data.source,
-        data_dir=overrides.get("data_dir") or data.data_dir, texture=data.texture,
-        seed=seed, class_names=runs.read_class_names(model_dir),
-        validation_fraction=data.validation_fraction)
-    runs.check_same_inputs(model, info.input_convention.get_config(), where)
-    result = Evaluator(model, tf.distribute.get_strategy(),
-                       policy if pyramid else None).evaluate(
-        dataset, num_passes, data_info=info, allow_incomplete=allow_incomplete)
-    return {"levels": result["levels"], "model": config.model.name or model.name,
-            "split": split, "policy": policy if pyramid else None, "passes": num_passes,
-            "dataset": dataset_name,
-            "resolution": resolution, "source_file": where,
-            **{k: v for k, v in result.items() if k != "levels"}}
+def final_policy(config, model):
+    """The attention policy of a run's evaluation: the run's `--policy` for a model with
+    several exit levels, None for one exit."""
+    return (config.model.policy or "threshold") if model.exit_levels > 1 else None
 
+
+class PerLevel(base.Evaluator):
+    """Per-level figures on `--eval_split` over `--eval_passes` passes under `--policy`; with
+    a sampled policy also the deterministic `threshold` figures (`"threshold"`), as the paper
+    reports both. `statistics`: a `LevelStatistics` of the same model to reuse (its compiled
+    steps)."""
+
+    name = "per_level"
+
+    def __init__(self, config, statistics=None):
+        super().__init__(config)
+        self.statistics = statistics
+
+    def run(self, model, strategy, data, policy="run", with_threshold=True):
+        """`{"levels", "split", "policy", "passes", "num_examples", "cross_entropy", ...}`.
+        `policy`: "run" for the run's (`final_policy`), else this one."""
+        c = self.config
+        if self.statistics is None or self.statistics.model is not model:
+            self.statistics = LevelStatistics(model, strategy)
+        policy = final_policy(c, model) if policy == "run" else policy
+
+        def evaluate(with_policy):
+            dataset, info = data.dataset(c.evaluation.split)
+            return self.statistics.evaluate(dataset, num_passes=c.evaluation.passes,
+                                            policy=with_policy, data_info=info,
+                                            allow_incomplete=c.evaluation.allow_incomplete)
+
+        result = evaluate(policy)
+        entry = {"levels": result.pop("levels"), "split": c.evaluation.split, "policy": policy,
+                 "passes": result.pop("num_passes"), **result}
+        if with_threshold and policy not in (None, "threshold"):
+            deterministic = evaluate("threshold")
+            entry["threshold"] = {"levels": deterministic["levels"],
+                                  "passes": deterministic["num_passes"]}
+        return entry
+
+    def scalars(self, result):
+        return scalar_logs(result)
