@@ -10,11 +10,14 @@ one run and interleaved so that machine noise hits all alike:
   baseline  `imagenet_bl2` on the same images.
 and prints ms per image, MACs per image and the ratios (target: pyramid / FE floor <= 1.25).
 """
-import argparse
 import json
 import os
 import sys
 import time
+
+from absl import flags
+
+from tf_pyramid import cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -93,14 +96,19 @@ def _format_row(r):
             f"{r['pyramid_over_baseline']:>7.3f}")
 
 
+FLAGS = flags.FlagValues()
+flags.DEFINE_integer("batch", 32, "Images per call.", flag_values=FLAGS)
+flags.DEFINE_multi_integer("levels", [3, 4], "Pyramid levels (repeat the flag for several).",
+                           flag_values=FLAGS)
+flags.DEFINE_multi_integer("k", [1, 2, 3], "topk:K budgets (repeat the flag for several).",
+                           flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 5, "Timed repeats (median).", flag_values=FLAGS)
+flags.DEFINE_boolean("json", False, "Print the rows as JSON at the end.", flag_values=FLAGS)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--levels", type=int, nargs="+", default=[3, 4])
-    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON at the end")
-    args = parser.parse_args(argv)
+    cli.parse_flags(FLAGS, argv)
+    args = FLAGS
     print("imagenet_m2 under topk:K vs FE alone on the same patches vs imagenet_bl2; "
           f"batch {args.batch}, ms per image (median of {args.repeats})")
     print(HEADER, flush=True)

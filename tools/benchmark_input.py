@@ -41,12 +41,15 @@ the steadier of the two on a shared machine, whose speed drifts during a run. `-
   then `build_dataset(..., training=True)` cut after each of its augmentation stages in turn
   (random_resize, random_flip, distort_color, value_range; the last is the full `train`).
 """
-import argparse
 import json
 import os
 import statistics
 import tempfile
 import time
+
+from absl import flags
+
+from tf_pyramid import cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -294,16 +297,19 @@ def benchmark(num_images=1024, resolution=256, batch=64, repeats=9, stages=False
     return results, ratios
 
 
+FLAGS = flags.FlagValues()
+flags.DEFINE_integer("images", 1024, "JPEGs written and read.", flag_values=FLAGS)
+flags.DEFINE_integer("resolution", 256, "Model input side.", flag_values=FLAGS)
+flags.DEFINE_integer("batch", 64, "Batch size.", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 9, "Interleaved rounds.", flag_values=FLAGS)
+flags.DEFINE_boolean("json", False, "Print JSON.", flag_values=FLAGS)
+flags.DEFINE_boolean("stages", False, "Break the training pipeline's time down by stage.",
+                     flag_values=FLAGS)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--resolution", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--stages", action="store_true",
-                        help="break the training pipeline's time down by stage")
-    args = parser.parse_args(argv)
+    cli.parse_flags(FLAGS, argv)
+    args = FLAGS
     results, ratios = benchmark(args.images, args.resolution, args.batch, args.repeats,
                                 stages=args.stages)
     from tf_pyramid.data import compiled_ops

@@ -13,12 +13,15 @@ cell equally likely, `uniform_cell_probability`). Reported: training images/s (i
 batch, before the M copies), ms per step, attended cells and MACs per image of one sampled
 traversal (the forward cost of one Monte Carlo copy; baselines: the fixed cost).
 """
-import argparse
 import json
 import math
 import os
 import sys
 import time
+
+from absl import flags
+
+from tf_pyramid import cli
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -106,14 +109,17 @@ HEADER = (f"{'case':<30} {'batch':>5} {'ms/step':>10} {'images/s':>9} {'cells':>
           f"{'MMACs/img':>10} {'MMACs/img*M':>12}")
 
 
+FLAGS = flags.FlagValues()
+flags.DEFINE_integer("steps", 10, "Timed steps per case.", flag_values=FLAGS)
+flags.DEFINE_integer("mnist_batch", 128, "MNIST batch.", flag_values=FLAGS)
+flags.DEFINE_integer("imagenet_batch", 32, "ImageNet batch.", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Seed.", flag_values=FLAGS)
+flags.DEFINE_boolean("json", False, "Print the rows as JSON too.", flag_values=FLAGS)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per case")
-    parser.add_argument("--mnist_batch", type=int, default=128)
-    parser.add_argument("--imagenet_batch", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
-    args = parser.parse_args(argv)
+    cli.parse_flags(FLAGS, argv)
+    args = FLAGS
     print(HEADER, file=sys.stderr)
     rows = benchmark(args.steps, args.mnist_batch, args.imagenet_batch, args.seed)
     import tensorflow as tf
