@@ -1,4 +1,5 @@
 """Counts images that were read but not decoded, with no Python in the per-example path."""
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -90,12 +91,18 @@ class SkippedImageCounter:
 
     def log_after_each_pass(self, dataset):
         """`dataset` followed by an empty tail whose only effect is to call `log()`."""
-        def log_once(_):
-            logged = tf.py_function(self.log, [], tf.int64)  # once per pass, not per example
-            with tf.control_dependencies([logged]):
-                return tf.nest.map_structure(
-                    lambda spec: tf.zeros([d or 0 for d in spec.shape], spec.dtype),
-                    dataset.element_spec)
+        return call_after_each_pass(dataset, self.log)
 
-        tail = tf.data.Dataset.range(1).map(log_once).filter(lambda *_: False)
-        return dataset.concatenate(tail)
+
+def call_after_each_pass(dataset, fn):
+    """`dataset` followed by an empty tail whose only effect is to call `fn()` (returning an
+    int64) once at the end of every pass over it, not once per example."""
+    def call_once(_):
+        called = tf.py_function(lambda: np.int64(fn()), [], tf.int64)
+        with tf.control_dependencies([called]):
+            return tf.nest.map_structure(
+                lambda spec: tf.zeros([d or 0 for d in spec.shape], spec.dtype),
+                dataset.element_spec)
+
+    tail = tf.data.Dataset.range(1).map(call_once).filter(lambda *_: False)
+    return dataset.concatenate(tail)

@@ -17,9 +17,10 @@ import collections
 import struct
 import threading
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from tf_pyramid.data import skipped_image_counter
 
 RECORD_OVERHEAD = 16  # length (8), length CRC (4), data CRC (4)
 _HEADER = 12
@@ -110,15 +111,7 @@ class LostRecordCounter:
 
     def log_after_each_pass(self, dataset):
         """`dataset` followed by an empty tail whose only effect is to call `log()`."""
-        def log_once(_):
-            logged = tf.py_function(lambda: np.int64(self.log()), [], tf.int64)
-            with tf.control_dependencies([logged]):
-                return tf.nest.map_structure(
-                    lambda spec: tf.zeros([d or 0 for d in spec.shape], spec.dtype),
-                    dataset.element_spec)
-
-        tail = tf.data.Dataset.range(1).map(log_once).filter(lambda *_: False)
-        return dataset.concatenate(tail)
+        return skipped_image_counter.call_after_each_pass(dataset, self.log)
 
 
 def _random_reader(path):
