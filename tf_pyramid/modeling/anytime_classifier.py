@@ -13,8 +13,8 @@ NUM_CELLS = 9  # cells of the 3 x 3 attention grid
 # macs [B], level_macs [B, L]: multiply-accumulates spent on the image by a traversal that stops
 #   after the deepest level / after each level (all modules, biases excluded).
 # location_log_prob [B, L]: log p(l|x) of the masks applied by a traversal that stops after each
-#   level (eq. 8a); expected_locations [B, L]: p_t (eq. 14); cell_prob_sum [B, L, g] and
-#   location_applications [B, L]: sums for pbar_k (eq. 15); location_entropy_sum [B, L]: sum of
+#   level (eq. 8a); expected_locations [B, L]: p_t (eq. 2); cell_prob_sum [B, L, g] and
+#   location_applications [B, L]: sums for pbar_k (eq. 3); location_entropy_sum [B, L]: sum of
 #   the Bernoulli entropies of the applied cells (to see a collapsing policy).
 OUTPUT_KEYS = ("logits", "level_logits", "num_locations", "level_num_locations", "macs",
                "level_macs", "location_log_prob", "expected_locations", "cell_prob_sum",
