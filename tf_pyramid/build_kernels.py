@@ -32,15 +32,15 @@ def main(argv):
         print(message, file=sys.stderr, flush=True)
 
     try:
-        path = compiled_ops.build(force=FLAGS.force, log=log)
+        print(compiled_ops.build(force=FLAGS.force, log=log))  # the library's path
+        return 0
     except (compiled_ops.BuildError, OSError) as error:  # OSError: e.g. a full disk
         print(f"Error: the compiled kernels were not built: {error}", file=sys.stderr)
         return 1
-    print(path)
-    return 0
 
 
 def run():
+    """Entry point of the console script `tf-pyramid-build-kernels`."""
     app.run(main)
 
 
