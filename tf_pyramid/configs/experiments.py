@@ -183,11 +183,14 @@ class CommandLine:
     def sets(self, flag):
         """Whether the overrides (the user's own flags) set `flag` (`--flag=`, `--flag`,
         `--noflag`)."""
-        for arg in self.override_args:
-            name = arg.lstrip("-").split("=", 1)[0]
-            if name in (flag, f"no{flag}"):
-                return True
-        return False
+        return any(flag_name(arg, (flag,)) == flag for arg in self.override_args)
+
+
+def flag_name(arg, known):
+    """The flag a command-line argument sets: `--name=value`, `--name`, or `--noname` for a
+    boolean `name` in `known`."""
+    name = arg.lstrip("-").split("=", 1)[0]
+    return name[2:] if name.startswith("no") and name[2:] in known else name
 
 
 def stage_argv(program, name, override_args):

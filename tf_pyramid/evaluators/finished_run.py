@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from tf_pyramid import runs
 from tf_pyramid.configs import ExperimentConfig
-from tf_pyramid.data import build_dataset
 from tf_pyramid.evaluators import base, check_names
 from tf_pyramid.evaluators import per_level as per_level_lib
 from tf_pyramid.modeling import attention_policy
@@ -61,13 +60,9 @@ def load_run(model_dir, policy=None, levels=None, split=None, checkpoint=None,
 
     def dataset_fn(split_name):
         if split_name not in built:
-            c = config
-            built[split_name] = build_dataset(
-                c.data.dataset, split_name, resolution=model.input_size,
-                batch_size=c.evaluation.batch_size, training=False, variant=c.data.variant,
-                source=c.data.source, data_dir=c.data.data_dir, texture=c.data.texture,
-                seed=c.trainer.seed, class_names=runs.read_class_names(model_dir),
-                validation_fraction=c.data.validation_fraction)
+            built[split_name] = runs.run_directory.build_run_dataset(
+                config, split_name, training=False, resolution=model.input_size,
+                class_names=runs.read_class_names(model_dir))
             runs.check_same_inputs(model, built[split_name][1].input_convention.get_config(),
                                    where)
         return built[split_name]

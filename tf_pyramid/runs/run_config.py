@@ -15,7 +15,7 @@ from absl import logging
 
 from tf_pyramid.configs import ExperimentConfig
 from tf_pyramid.runs import files
-from tf_pyramid.runs.run_directory import CONFIG_FILE
+from tf_pyramid.runs.run_directory import CONFIG_FILE, read_config
 HISTORY_DIR = "config_history"
 
 # Flags whose change makes the checkpoint meaningless for this run, and why.
@@ -46,13 +46,6 @@ def _plain(value):
     return json.loads(json.dumps(value, default=files.json_default))
 
 
-def read_saved(model_dir):
-    """The saved config.json of `model_dir` as an `ExperimentConfig` (None if absent);
-    `DamagedFileError` if damaged."""
-    path = os.path.join(model_dir, CONFIG_FILE)
-    return ExperimentConfig.from_dict(files.read_json(path)) if files.exists(path) else None
-
-
 def compare(saved, config, run_info=None):
     """`(incompatible, changed)`: lists of `(flag, saved value, new value[, why])`.
 
@@ -79,7 +72,7 @@ def compare(saved, config, run_info=None):
 def check_resume(model_dir, config, run_info=None):
     """Before resuming from a checkpoint: raises `IncompatibleConfigError` for an incompatible
     change, logs the compatible ones and returns them (`[(key, saved, new)]`)."""
-    saved = read_saved(model_dir)
+    saved = read_config(model_dir)
     if saved is None:
         logging.warning("%s has checkpoints but no %s: the settings of the resumed run cannot "
                         "be checked.", model_dir, CONFIG_FILE)
@@ -105,7 +98,7 @@ def write_config(model_dir, config, step=0):
     path = os.path.join(model_dir, CONFIG_FILE)
     kept = None
     try:
-        saved = read_saved(model_dir)
+        saved = read_config(model_dir)
     except files.DamagedFileError as error:
         logging.warning("Replacing a damaged %s: %s", path, error)
         saved = None
@@ -129,5 +122,5 @@ def history(model_dir):
         if files.isdir(folder) else []
     configs = [ExperimentConfig.from_dict(files.read_json(os.path.join(folder, n)))
                for n in names]
-    current = read_saved(model_dir)
+    current = read_config(model_dir)
     return configs + ([current] if current is not None else [])

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pyramid.configs import ExperimentConfig, RunFacts
+from tf_pyramid.data import build_dataset
 from tf_pyramid.modeling import StepDecay, build_model, is_pyramid
 from tf_pyramid.runs import checkpoints, files
 
@@ -40,6 +41,20 @@ def build_from_config(config, num_classes=None, input_convention=None):
     return build_model(config.model.name, **kwargs)
 
 
+def build_run_dataset(config, split, *, training, resolution, class_names=None,
+                      input_context=None):
+    """`build_dataset` with a run's data settings (the typed config): the one place a config's
+    fields become the pipeline's arguments, for the trainer and for evaluations of a run."""
+    data = config.data
+    return build_dataset(
+        data.dataset, split, resolution=resolution,
+        batch_size=config.schedule.batch_size if training else config.evaluation.batch_size,
+        training=training, variant=data.variant, source=data.source, data_dir=data.data_dir,
+        texture=data.texture, seed=config.trainer.seed, input_context=input_context,
+        drop_remainder=training, class_names=class_names,
+        validation_fraction=data.validation_fraction)
+
+
 def learning_rate_schedule(config, total_steps):
     """The run's learning rate: constant, x factor at the `lr_decay_at` fractions of the steps."""
     return StepDecay(config.schedule.learning_rate, total_steps, config.schedule.lr_decay_at,
@@ -59,7 +74,8 @@ def checkpoint_for(model, **others):
 
 
 def read_config(model_dir):
-    """The run's config.json as an `ExperimentConfig`, or None when there is none."""
+    """The run's config.json as an `ExperimentConfig`, or None when there is none;
+    `files.DamagedFileError` when it is damaged."""
     path = os.path.join(model_dir, CONFIG_FILE)
     if not files.exists(path):
         return None

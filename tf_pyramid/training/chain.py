@@ -20,7 +20,7 @@ from absl import logging
 from tf_pyramid.configs import experiments
 from tf_pyramid.configs.experiment_config import FLAG_FIELDS
 from tf_pyramid.runs import files, run_config
-from tf_pyramid.runs.run_directory import CHECKPOINT_DIR, MODEL_FILE
+from tf_pyramid.runs.run_directory import CHECKPOINT_DIR, MODEL_FILE, read_config
 from tf_pyramid.training import flags as training_flags
 from tf_pyramid.training.flags import FlagError
 
@@ -35,13 +35,9 @@ def parse_argv(argv):
     of the process rather than the run (`--dry_run`, absl's logging flags) are left out."""
     values = absl_flags.FlagValues()
     training_flags.define_flags(values)
-    values([argv[0], *(arg for arg in argv[1:] if _flag_name(arg) in FLAG_FIELDS)])
+    values([argv[0], *(arg for arg in argv[1:]
+                       if experiments.flag_name(arg, FLAG_FIELDS) in FLAG_FIELDS)])
     return training_flags.config_from_flags(values)
-
-
-def _flag_name(arg):
-    name = arg.lstrip("-").split("=", 1)[0]
-    return name[2:] if name.startswith("no") and name[2:] in FLAG_FIELDS else name
 
 
 def plan(command, config):
@@ -132,7 +128,7 @@ def describe(stages):
 
 def _warn_if_trained_otherwise(stage):
     """A finished stage is reused as it is; say so when it was trained with other settings."""
-    saved = run_config.read_saved(stage.trainer.model_dir)
+    saved = read_config(stage.trainer.model_dir)
     if saved is None:
         return
     incompatible, changed = run_config.compare(saved, stage)

@@ -37,7 +37,7 @@ from absl import logging
 
 from tf_pyramid import runs
 from tf_pyramid.configs import RunFacts
-from tf_pyramid.data import build_dataset, check_split
+from tf_pyramid.data import check_split
 from tf_pyramid.evaluators import base as evaluators_base
 from tf_pyramid.evaluators import per_level
 from tf_pyramid.runs import checkpoints, files, run_config
@@ -180,15 +180,10 @@ class Trainer:
 
     def _dataset(self, split, training, input_context=None):
         c = self.config
-        batch = c.schedule.batch_size if training else c.evaluation.batch_size
         try:
-            return build_dataset(
-                c.data.dataset, split, resolution=c.model.resolution, batch_size=batch,
-                training=training, variant=c.data.variant, source=c.data.source,
-                data_dir=c.data.data_dir, texture=c.data.texture, seed=c.trainer.seed,
-                input_context=input_context, drop_remainder=training,
-                class_names=runs.read_class_names(self.model_dir),
-                validation_fraction=c.data.validation_fraction)
+            return runs.run_directory.build_run_dataset(
+                c, split, training=training, resolution=c.model.resolution,
+                class_names=runs.read_class_names(self.model_dir), input_context=input_context)
         except (ValueError, FileNotFoundError, AssertionError) as error:
             raise FlagError(f"Cannot read --dataset={c.data.dataset} split {split!r}: {error} "
                             "Check --dataset, --source and --data_dir.") from error
