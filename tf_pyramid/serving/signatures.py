@@ -1,8 +1,11 @@
 """The serving functions of a trained model, one per SavedModel signature.
 
-Every signature returns the same outputs (N = batch, C = classes):
+Every signature returns the same outputs (N = batch, C = classes, K = top_k):
   probabilities [N, C] float32, classes [N] int64, levels_used [N] int32 (1-based exit level),
-  num_locations [N] int64 (attended cells), macs [N] int64 (multiply-accumulates spent).
+  num_locations [N] int64 (attended cells), macs [N] int64 (multiply-accumulates spent),
+  top_k_classes [N, K] int64 and top_k_probabilities [N, K] float32 (most probable first);
+  with class names (a run with a class index, or MNIST's digits) also class_names [N] string
+  (the name of `classes`) and top_k_class_names [N, K] string.
 
 Pyramid models (L levels): `level_1` ... `level_L` (traversal truncated after that level: only its
 work is done), `serving_default` (= level L), `anytime` (per-image early exit at a probability
@@ -23,7 +26,29 @@ IMAGES = "images"
 IMAGE_BYTES = "image_bytes"
 THRESHOLD = "threshold"
 OUTPUT_KEYS = ANYTIME_KEYS
+TOP_K_KEYS = ("top_k_classes", "top_k_probabilities")
+NAME_KEYS = ("class_names", "top_k_class_names")
 POLICY = "threshold"
+DEFAULT_TOP_K = 5
+
+
+def output_keys(class_names=None):
+    """The outputs every signature of an export returns (with or without class names)."""
+    return [*OUTPUT_KEYS, *TOP_K_KEYS, *(NAME_KEYS if class_names else ())]
+
+
+def check_class_names(class_names, num_classes):
+    """`class_names` as a list of strings, one per class (None stays None)."""
+    if class_names is None:
+        return None
+    names = [str(name) for name in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"The class names ({len(names)}) do not match the model's "
+                         f"{num_classes} classes: the run's class index must name every class "
+                         "in label order.")
+    if not all(names):
+        raise ValueError("A class name is empty: the run's class index must name every class.")
+    return names
 
 
 def images_spec():
@@ -55,11 +80,19 @@ class ServingFunctions:
             becomes one.
         max_image_pixels: `serving_bytes` refuses encoded images whose header declares more
             pixels (None: no limit).
+        class_names: the name of each class in label order (the run's class index), or None:
+            then no name outputs.
+        top_k: how many of the most probable classes `top_k_*` list (at most C).
     """
 
     def __init__(self, model, preprocessor=None,
-                 max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS):
+                 max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS, class_names=None,
+                 top_k=DEFAULT_TOP_K):
         self.model = model
+        self.class_names = check_class_names(class_names, int(model.num_classes))
+        if int(top_k) < 1:
+            raise ValueError(f"top_k must be at least 1; got {top_k}.")
+        self.top_k = min(int(top_k), int(model.num_classes))
         if preprocessor is None:
             preprocessor = model.preprocessor
         if preprocessor is None:
@@ -80,7 +113,21 @@ class ServingFunctions:
         """Outputs of the traversal truncated after `depth` levels (None = all)."""
         depth = self.model.exit_levels if depth is None else depth
         outputs = self.model(model_images, training=False, depth=depth, policy=POLICY)
-        return exit_outputs(outputs, depth)
+        return self.with_top_k_and_names(exit_outputs(outputs, depth))
+
+    def with_top_k_and_names(self, outputs):
+        """Adds the top-k classes and, where the export has class names, the names."""
+        outputs = dict(outputs)
+        # top_k lists equal probabilities lowest index first, as arg max does: the first of the
+        # top k is always `classes`.
+        top = tf.math.top_k(outputs["probabilities"], k=self.top_k, sorted=True)
+        outputs["top_k_classes"] = tf.cast(top.indices, tf.int64)
+        outputs["top_k_probabilities"] = top.values
+        if self.class_names:
+            names = tf.constant(self.class_names, tf.string)
+            outputs["class_names"] = tf.gather(names, outputs["classes"])
+            outputs["top_k_class_names"] = tf.gather(names, outputs["top_k_classes"])
+        return outputs
 
     def level_fn(self, depth):
         def level(images):
@@ -95,7 +142,8 @@ class ServingFunctions:
         threshold = tf.debugging.assert_all_finite(
             tf.convert_to_tensor(threshold, tf.float32),
             "threshold must be a finite number (use a value > 1 to never stop early)")
-        return self.model.anytime(self.prepare(images), threshold, policy=POLICY)
+        return self.with_top_k_and_names(
+            self.model.anytime(self.prepare(images), threshold, policy=POLICY))
 
     def serving_bytes(self, image_bytes):
         return self.predict(self.preprocessor(self.decode(image_bytes)))
