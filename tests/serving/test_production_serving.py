@@ -197,3 +197,21 @@ def test_runs_without_names_export_indices_only_and_bad_names_are_refused(tmp_pa
                          f"--export_dir={tmp_path / 'cli'}",
                          f"--class_names={tmp_path / 'names.txt'}"], check=False)
     assert result.returncode == 2 and "do not match the model's 4 classes" in result.stderr
+
+
+def test_anytime_takes_one_threshold_per_image_as_batched_requests_carry(named):
+    """TF Serving's batching layer refuses scalar inputs and concatenates requests: `threshold`
+    may be [N], and each image gets the answer of its own request."""
+    loaded = named["loaded"]
+    images = warmup.sample_images(6, SIDE, 3, seed=8)
+    thresholds = np.array([0.0, 2.0, 0.34, 2.0, 0.0, 0.34], np.float32)
+    got = _call(loaded, "anytime", images=images, threshold=thresholds)
+    assert set(got["levels_used"]) == {1, LEVELS}
+    for i, threshold in enumerate(thresholds):
+        alone = _call(loaded, "anytime", images=images[i:i + 1], threshold=threshold)
+        np.testing.assert_allclose(got["probabilities"][i], alone["probabilities"][0], atol=1e-6)
+        for key in ("classes", "levels_used", "num_locations", "macs", "class_names"):
+            assert got[key][i] == alone[key][0], key
+    for bad in (np.zeros([4], np.float32), np.zeros([6, 1], np.float32)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="one value per image"):
+            _call(loaded, "anytime", images=images, threshold=bad)
