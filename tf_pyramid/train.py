@@ -61,7 +61,8 @@ def export_run(model_dir):
     """The end-of-run export: DIR/model.keras -> DIR/export/<next version>/ for TF Serving."""
     model = serving.load_model(model_dir)
     try:
-        path = serving.export_saved_model(model, os.path.join(model_dir, "export"))
+        path = serving.export_saved_model(model, os.path.join(model_dir, "export"),
+                                          class_names=serving.run_class_names(model_dir))
     except tf.errors.OpError as error:  # e.g. a full disk: one line, not a traceback
         raise OSError(f"Cannot write the export to {model_dir}/export: {error.message}") \
             from error

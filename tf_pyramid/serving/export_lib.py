@@ -9,10 +9,12 @@ from absl import logging
 
 from tf_pyramid import runs
 from tf_pyramid.modeling import ImagePreprocessor
+from tf_pyramid.data import mnist
 from tf_pyramid.runs import files
 from tf_pyramid.runs import lock as lock_lib
 from tf_pyramid.serving import preprocessing
 from tf_pyramid.serving import signatures as signatures_lib
+from tf_pyramid.serving import warmup
 
 INFO_FILE = os.path.join("assets.extra", "tf_pyramid_serving.json")
 STAGING_PREFIX = ".tmp-"
@@ -52,9 +54,40 @@ def load_model(model_dir=None, model=None):
     return runs.load_run_model(resolve_model_path(model_dir, model))[0]
 
 
+def run_class_names(model_dir):
+    """The class names of a training run, in label order, or None when it has none.
+
+    From the run's class index (`class_index.txt`, written by the trainer for folder, TFRecord
+    label-map and tfds sources); an MNIST run's classes are the digits, named "0".."9". Nothing
+    is guessed: any other run without a class index has no names.
+    """
+    if not model_dir:
+        return None
+    names = runs.read_class_names(model_dir)
+    if names is not None:
+        return names
+    config = runs.read_config(model_dir)
+    dataset = config.data.dataset if config is not None else None
+    if dataset == "mnist":
+        if config.run is None or config.run.num_classes in (None, mnist.NUM_CLASSES):
+            return [str(digit) for digit in range(mnist.NUM_CLASSES)]
+        logging.warning("%s: an MNIST run with %s classes, not the %d digits: exported without "
+                        "class names.", model_dir, config.run.num_classes, mnist.NUM_CLASSES)
+    return None
+
+
+def read_class_names_file(path):
+    """One class name per line (blank lines skipped), as the trainer's class_index.txt."""
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"No class names file at {path} (one name per line expected).")
+    with tf.io.gfile.GFile(path) as f:
+        return [line.strip() for line in f.read().splitlines() if line.strip()]
+
+
 def export_saved_model(model, export_base, version=None, value_range=None, resize_method=None,
                        overwrite=False, verbose=False,
-                       max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS):
+                       max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS, class_names=None,
+                       top_k=signatures_lib.DEFAULT_TOP_K, warmup_requests=True):
     """Exports `model` for TF Serving as `export_base/<version>/`; returns that directory.
 
     Args:
@@ -67,6 +100,12 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
         overwrite: replace an existing version directory instead of refusing.
         max_image_pixels: `serving_bytes` refuses an encoded image whose header declares more
             pixels (height x width) before decoding it (default 50 million; None: no limit).
+        class_names: the name of each class in label order (`run_class_names(run directory)`);
+            every signature then also returns `class_names` and `top_k_class_names`. None: no
+            name outputs.
+        top_k: how many classes the `top_k_*` outputs list (at most the number of classes).
+        warmup_requests: write `assets.extra/tf_serving_warmup_requests` (TF Serving replays it
+            when it loads the version).
     The version directory appears atomically (written under a temporary name, then renamed), so
     a running TF Serving never picks up a half-written version. Folders get the usual modes
     (0777 less the umask, 0755 with umask 022) so that a server running as another user can
@@ -83,7 +122,8 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
             raise ValueError(f"version must be a non-negative integer; got {version}.")
     _check_free(export_base, version, overwrite)  # early, before the slow tracing
 
-    functions = signatures_lib.ServingFunctions(model, preprocessor, max_image_pixels)
+    functions = signatures_lib.ServingFunctions(model, preprocessor, max_image_pixels,
+                                                class_names=class_names, top_k=top_k)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, fn, input_signature in functions.endpoints():
@@ -100,7 +140,8 @@ def export_saved_model(model, export_base, version=None, value_range=None, resiz
         version = next_version(export_base) if version is None else version
         _check_free(export_base, version, overwrite)
         final = os.path.join(export_base, str(version))
-        return _write_version(archive, model, functions, export_base, final, version, verbose)
+        return _write_version(archive, model, functions, export_base, final, version, verbose,
+                              warmup_requests)
     finally:
         export_lock.release()
 
@@ -122,7 +163,8 @@ def _remove_stale_staging(export_base):
             tf.io.gfile.rmtree(path)
 
 
-def _write_version(archive, model, functions, export_base, final, version, verbose):
+def _write_version(archive, model, functions, export_base, final, version, verbose,
+                   write_warmup):
     convention = functions.preprocessor.convention()
     # os.mkdir applies the umask (tempfile.mkdtemp would make the version folder 0700).
     staging = os.path.join(export_base, f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex[:12]}")
@@ -145,9 +187,14 @@ def _write_version(archive, model, functions, export_base, final, version, verbo
             "max_image_pixels": functions.max_image_pixels,
             "policy": signatures_lib.POLICY,
             "signatures": signatures_lib.signature_names(model),
-            "outputs": list(signatures_lib.OUTPUT_KEYS),
+            "outputs": signatures_lib.output_keys(functions.class_names),
+            "top_k": functions.top_k,
+            "class_names": functions.class_names,
+            "warmup_requests": warmup.WARMUP_FILE if write_warmup else None,
         }
         tf.io.gfile.makedirs(os.path.join(staging, "assets.extra"))
+        if write_warmup:
+            warmup.write_warmup_requests(staging, functions)
         with tf.io.gfile.GFile(os.path.join(staging, INFO_FILE), "w") as f:
             json.dump(info, f, indent=2)
         if tf.io.gfile.exists(final):

@@ -1,8 +1,11 @@
 """The serving functions of a trained model, one per SavedModel signature.
 
-Every signature returns the same outputs (N = batch, C = classes):
+Every signature returns the same outputs (N = batch, C = classes, K = top_k):
   probabilities [N, C] float32, classes [N] int64, levels_used [N] int32 (1-based exit level),
-  num_locations [N] int64 (attended cells), macs [N] int64 (multiply-accumulates spent).
+  num_locations [N] int64 (attended cells), macs [N] int64 (multiply-accumulates spent),
+  top_k_classes [N, K] int64 and top_k_probabilities [N, K] float32 (most probable first);
+  with class names (a run with a class index, or MNIST's digits) also class_names [N] string
+  (the name of `classes`) and top_k_class_names [N, K] string.
 
 Pyramid models (L levels): `level_1` ... `level_L` (traversal truncated after that level: only its
 work is done), `serving_default` (= level L), `anytime` (per-image early exit at a probability
@@ -23,7 +26,29 @@ IMAGES = "images"
 IMAGE_BYTES = "image_bytes"
 THRESHOLD = "threshold"
 OUTPUT_KEYS = ANYTIME_KEYS
+TOP_K_KEYS = ("top_k_classes", "top_k_probabilities")
+NAME_KEYS = ("class_names", "top_k_class_names")
 POLICY = "threshold"
+DEFAULT_TOP_K = 5
+
+
+def output_keys(class_names=None):
+    """The outputs every signature of an export returns (with or without class names)."""
+    return [*OUTPUT_KEYS, *TOP_K_KEYS, *(NAME_KEYS if class_names else ())]
+
+
+def check_class_names(class_names, num_classes):
+    """`class_names` as a list of strings, one per class (None stays None)."""
+    if class_names is None:
+        return None
+    names = [str(name) for name in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"The class names ({len(names)}) do not match the model's "
+                         f"{num_classes} classes: the run's class index must name every class "
+                         "in label order.")
+    if not all(names):
+        raise ValueError("A class name is empty: the run's class index must name every class.")
+    return names
 
 
 def images_spec():
@@ -33,7 +58,10 @@ def images_spec():
 
 
 def threshold_spec():
-    return tf.TensorSpec(shape=[], dtype=tf.float32, name=THRESHOLD)
+    # A scalar (one threshold for the request) or [N] (one per image): TF Serving's batching
+    # layer concatenates every input along a batch dimension and refuses scalars, so batched
+    # clients send one threshold per image.
+    return tf.TensorSpec(shape=None, dtype=tf.float32, name=THRESHOLD)
 
 
 def image_bytes_spec():
@@ -55,11 +83,19 @@ class ServingFunctions:
             becomes one.
         max_image_pixels: `serving_bytes` refuses encoded images whose header declares more
             pixels (None: no limit).
+        class_names: the name of each class in label order (the run's class index), or None:
+            then no name outputs.
+        top_k: how many of the most probable classes `top_k_*` list (at most C).
     """
 
     def __init__(self, model, preprocessor=None,
-                 max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS):
+                 max_image_pixels=preprocessing.DEFAULT_MAX_IMAGE_PIXELS, class_names=None,
+                 top_k=DEFAULT_TOP_K):
         self.model = model
+        self.class_names = check_class_names(class_names, int(model.num_classes))
+        if int(top_k) < 1:
+            raise ValueError(f"top_k must be at least 1; got {top_k}.")
+        self.top_k = min(int(top_k), int(model.num_classes))
         if preprocessor is None:
             preprocessor = model.preprocessor
         if preprocessor is None:
@@ -80,7 +116,21 @@ class ServingFunctions:
         """Outputs of the traversal truncated after `depth` levels (None = all)."""
         depth = self.model.exit_levels if depth is None else depth
         outputs = self.model(model_images, training=False, depth=depth, policy=POLICY)
-        return exit_outputs(outputs, depth)
+        return self.with_top_k_and_names(exit_outputs(outputs, depth))
+
+    def with_top_k_and_names(self, outputs):
+        """Adds the top-k classes and, where the export has class names, the names."""
+        outputs = dict(outputs)
+        # top_k lists equal probabilities lowest index first, as arg max does: the first of the
+        # top k is always `classes`.
+        top = tf.math.top_k(outputs["probabilities"], k=self.top_k, sorted=True)
+        outputs["top_k_classes"] = tf.cast(top.indices, tf.int64)
+        outputs["top_k_probabilities"] = top.values
+        if self.class_names:
+            names = tf.constant(self.class_names, tf.string)
+            outputs["class_names"] = tf.gather(names, outputs["classes"])
+            outputs["top_k_class_names"] = tf.gather(names, outputs["top_k_classes"])
+        return outputs
 
     def level_fn(self, depth):
         def level(images):
@@ -92,10 +142,48 @@ class ServingFunctions:
         return self.predict(self.prepare(images))
 
     def anytime(self, images, threshold):
+        model_images = self.prepare(images)
+        thresholds = self.image_thresholds(threshold, tf.shape(model_images)[0])
+        return self.with_top_k_and_names(self.anytime_per_image(model_images, thresholds))
+
+    @staticmethod
+    def image_thresholds(threshold, batch):
+        """float32 [N]: a scalar (or [1]) threshold for every image, or one per image."""
         threshold = tf.debugging.assert_all_finite(
             tf.convert_to_tensor(threshold, tf.float32),
             "threshold must be a finite number (use a value > 1 to never stop early)")
-        return self.model.anytime(self.prepare(images), threshold, policy=POLICY)
+        flat = tf.reshape(threshold, [-1])
+        size_ok = tf.debugging.assert_equal(
+            tf.logical_and(tf.rank(threshold) <= 1,
+                           tf.logical_or(tf.size(flat) == 1, tf.size(flat) == batch)), True,
+            message="threshold must be a scalar or hold one value per image ([N])")
+        with tf.control_dependencies([size_ok]):
+            return tf.broadcast_to(flat, [batch])
+
+    def anytime_per_image(self, model_images, thresholds):
+        """`model.anytime` with one threshold per image: one call per distinct value on the
+        images that carry it (a batch formed by TF Serving's batching layer mixes requests; each
+        image gets the answer its own request would get alone)."""
+        values, group = tf.unique(thresholds)
+        batch = tf.shape(thresholds)[0]
+        num_classes = int(self.model.num_classes)
+        initial = {"probabilities": tf.zeros([batch, num_classes], tf.float32),
+                   "classes": tf.zeros([batch], tf.int64),
+                   "levels_used": tf.zeros([batch], tf.int32),
+                   "num_locations": tf.zeros([batch], tf.int64),
+                   "macs": tf.zeros([batch], tf.int64)}
+        assert sorted(initial) == sorted(OUTPUT_KEYS), OUTPUT_KEYS
+
+        def body(i, outputs):
+            rows = tf.where(tf.equal(group, i))                                # [n, 1]
+            part = self.model.anytime(tf.gather_nd(model_images, rows), values[i],
+                                      policy=POLICY)
+            return i + 1, {key: tf.tensor_scatter_nd_update(
+                value, rows, tf.cast(part[key], value.dtype)) for key, value in outputs.items()}
+
+        _, outputs = tf.while_loop(lambda i, _: i < tf.size(values), body,
+                                   (tf.constant(0, tf.int32), initial))
+        return outputs
 
     def serving_bytes(self, image_bytes):
         return self.predict(self.preprocessor(self.decode(image_bytes)))
