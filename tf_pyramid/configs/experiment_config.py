@@ -35,6 +35,10 @@ class ModelConfig:
                                         "--levels.", kind="integer")
     policy: str = setting("threshold", "policy", "Attention policy of the evaluations: "
                           "threshold, sample or topk:K.")
+    dtype_policy: str = setting(
+        "float32", "dtype_policy", "Keras dtype policy of the model's layers: float32, "
+        "mixed_bfloat16 or mixed_float16 (with loss scaling). Variables, logits, losses and the "
+        "learning rule's terms stay float32 (docs/model.md, 'Mixed precision').")
 
 
 @dataclasses.dataclass

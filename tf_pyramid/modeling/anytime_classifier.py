@@ -3,6 +3,7 @@ import keras
 import tensorflow as tf
 
 from tf_pyramid.modeling import learning_rule as rules
+from tf_pyramid.modeling import precision
 from tf_pyramid.modeling.image_preprocessor import ImagePreprocessor
 
 NUM_CELLS = 9  # cells of the 3 x 3 attention grid
@@ -16,6 +17,7 @@ NUM_CELLS = 9  # cells of the 3 x 3 attention grid
 #   level (eq. 8a); expected_locations [B, L]: p_t (eq. 2); cell_prob_sum [B, L, g] and
 #   location_applications [B, L]: sums for pbar_k (eq. 3); location_entropy_sum [B, L]: sum of
 #   the Bernoulli entropies of the applied cells (to see a collapsing policy).
+# Every float output is float32 under any dtype policy (`precision`).
 OUTPUT_KEYS = ("logits", "level_logits", "num_locations", "level_num_locations", "macs",
                "level_macs", "location_log_prob", "expected_locations", "cell_prob_sum",
                "location_applications", "location_entropy_sum")
@@ -45,12 +47,17 @@ class AnytimeClassifier(keras.Model):
             `preprocessor` (also how a file saved before the layer existed loads).
         preprocessor: an `ImagePreprocessor` (or its serialised config) instead.
         Neither: the model has no preprocessor, and `predict`/`evaluate` take model-ready inputs.
+        dtype: the Keras dtype policy of every module layer, one of `precision.DTYPE_POLICIES`
+            ("float32" by default; "mixed_bfloat16", "mixed_float16"). The preprocessor, the
+            outputs and the learning rule's terms stay float32 (docs/model.md, "Mixed
+            precision").
     """
 
     has_attention = False  # whether calls take an attention `policy`
 
     def __init__(self, input_convention=None, preprocessor=None, **kwargs):
         super().__init__(**kwargs)
+        precision.check_dtype_policy(self.dtype_policy)
         if isinstance(preprocessor, dict):
             preprocessor = keras.saving.deserialize_keras_object(preprocessor)
         if preprocessor is not None and not isinstance(preprocessor, ImagePreprocessor):
@@ -60,6 +67,12 @@ class AnytimeClassifier(keras.Model):
         if preprocessor is None:
             self.input_convention = input_convention
         self._set_learning_rule(None)
+
+    @property
+    def input_dtype(self):
+        """Images reach `call` as float32 under any policy (not cast to the compute dtype): the
+        pyramid's area resizes stay float32, and calling the model agrees with `anytime`."""
+        return "float32"
 
     # ------------------------------------------------------------------------------------
     # The contract.
@@ -295,8 +308,13 @@ class AnytimeClassifier(keras.Model):
             loss = terms["loss"]
             if self.losses:
                 loss += tf.add_n(self.losses)
+            # Loss scaling (mixed_float16: a `keras.optimizers.LossScaleOptimizer`, which
+            # `compile` puts around the optimizer): its `apply` divides the gradients by the
+            # same scale and skips the update, halving the scale, when one is not finite.
+            # An identity for other optimizers.
+            scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
-        gradients = tape.gradient(loss, variables)
+        gradients = tape.gradient(scaled_loss, variables)
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
         self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         self.update_reward_baseline(outputs, labels)

@@ -59,7 +59,8 @@ def build_model(name, *, levels=None, num_classes=None, policy="threshold", **ov
             MNIST models, 32 for ImageNet models). Baselines take the same input side.
         num_classes: defaults to 10 (MNIST) or 1000 (ImageNet).
         policy: inference attention policy of pyramid models: "threshold", "sample", "topk:K".
-        **overrides: other constructor arguments (`channels`, `seed`, `input_convention`, ...).
+        **overrides: other constructor arguments (`channels`, `seed`, `input_convention`,
+            `dtype`: "float32", "mixed_bfloat16" or "mixed_float16", ...).
     The learning rule is not part of the architecture: pass it to `model.compile`.
     """
     spec = dict(architecture(name))

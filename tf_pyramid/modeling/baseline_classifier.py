@@ -31,14 +31,18 @@ class BaselineClassifier(AnytimeClassifier):
         self.num_classes = int(num_classes)
         self.channels = int(channels)
         self.negative_slope = float(negative_slope)
+        policy = self.dtype_policy  # every layer runs under the model's dtype policy
         self.feature_extraction = FeatureExtraction(
-            self.layer_specs, negative_slope=negative_slope, name="feature_extraction")
+            self.layer_specs, negative_slope=negative_slope, dtype=policy,
+            name="feature_extraction")
         self.features = self.feature_extraction.features
         # Attributes, not a list: `tf.train.Checkpoint` does not track layers in Python lists.
         self.fc1, self.fc2 = (
             keras.layers.Dense(self.features, kernel_initializer="glorot_uniform",
-                               bias_initializer="zeros", name=f"fc{i}") for i in (1, 2))
-        self.classification_module = ClassificationModule(self.num_classes, name="classification")
+                               bias_initializer="zeros", dtype=policy, name=f"fc{i}")
+            for i in (1, 2))
+        self.classification_module = ClassificationModule(self.num_classes, dtype=policy,
+                                                          name="classification")
         self.build((None, self.input_size, self.input_size, self.channels))
 
     @property
@@ -91,8 +95,7 @@ class BaselineClassifier(AnytimeClassifier):
             # An empty (or possibly empty) batch gives empty outputs, as the pyramid model:
             # the layers do not run on it (TF's conv kernels may return a wrongly shaped result).
             logits = tf.cond(tf.shape(images)[0] > 0, compute_logits,
-                             lambda: tf.zeros([0, self.num_classes],
-                                              self.classification_module.compute_dtype))
+                             lambda: tf.zeros([0, self.num_classes], tf.float32))
         batch = tf.shape(logits)[:1]
         macs = tf.fill(batch, tf.constant(sum(self.module_costs().values()), tf.int64))
         zeros = tf.zeros(tf.concat([batch, [1]], 0))

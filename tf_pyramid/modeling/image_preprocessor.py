@@ -111,6 +111,12 @@ class ImagePreprocessor(keras.layers.Layer):
         config.update(self.convention(), input_range=list(self.input_range))
         return config
 
+    @property
+    def input_dtype(self):
+        """Pixels reach `call` as given (uint8, or float cast to float32), never to a mixed
+        policy's compute dtype; the output is float32 under any policy."""
+        return "float32"
+
     # ------------------------------------------------------------------------------------
     # The three steps; `call` runs them in order.
     def convert_channels(self, images):

@@ -62,15 +62,19 @@ class PyramidClassifier(AnytimeClassifier):
                 f"b); got {base_resolution!r}.")
         self._policy = None
         self.policy = policy
+        policy = self.dtype_policy  # every module runs under the model's dtype policy
         self.feature_extraction = FeatureExtraction(
-            self.layer_specs, negative_slope=negative_slope, name="feature_extraction")
+            self.layer_specs, negative_slope=negative_slope, dtype=policy,
+            name="feature_extraction")
         self.features = self.feature_extraction.features
-        self.location_module = LocationModule(NUM_CELLS, name="location")
+        self.location_module = LocationModule(NUM_CELLS, dtype=policy, name="location")
         self.aggregation_module = AggregationModule(
-            self.features, GRID_SIZE, negative_slope=negative_slope, name="aggregation")
+            self.features, GRID_SIZE, negative_slope=negative_slope, dtype=policy,
+            name="aggregation")
         self.merging_module = MergingModule(
-            self.features, negative_slope=negative_slope, name="merging")
-        self.classification_module = ClassificationModule(self.num_classes, name="classification")
+            self.features, negative_slope=negative_slope, dtype=policy, name="merging")
+        self.classification_module = ClassificationModule(self.num_classes, dtype=policy,
+                                                          name="classification")
         self.seed_generator = keras.random.SeedGenerator(seed, name="attention_seed")
         # The flat per-level batches have data-dependent sizes: keep `fit` from choosing XLA
         # (jit_compile="auto" would on a GPU).
@@ -171,14 +175,14 @@ class PyramidClassifier(AnytimeClassifier):
                                 tf.cast(replica_id, tf.int64) * _REPLICA_SEED_STRIDE])
 
     @staticmethod
-    def _unless_empty(fn, batch, empty_shapes):
-        """`fn()` when the flat batch has patches, else empty outputs.
+    def _unless_empty(fn, batch, empty_shapes, dtype=tf.float32):
+        """`fn()` when the flat batch has patches, else empty outputs of `dtype`.
 
         TF's conv kernels return a wrongly shaped result for an empty batch, which happens
         whenever no cell of a level is attended anywhere in the batch.
         """
         def empty():
-            outputs = tuple(tf.zeros([0, *shape]) for shape in empty_shapes)
+            outputs = tuple(tf.zeros([0, *shape], dtype) for shape in empty_shapes)
             return outputs if len(outputs) > 1 else outputs[0]
         return tf.cond(batch > 0, fn, empty)
 
@@ -223,7 +227,8 @@ class PyramidClassifier(AnytimeClassifier):
         for level in range(depth):
             feature_map, vector = self._unless_empty(
                 lambda: self.feature_extraction(patches, training=training),
-                tf.shape(patches)[0], (self.feature_map_shape, (self.features,)))
+                tf.shape(patches)[0], (self.feature_map_shape, (self.features,)),
+                self.compute_dtype)
             for key, value in (("image_index", image_index), ("parent", parent), ("cell", cell),
                                ("offset", offset), ("feature_map", feature_map),
                                ("vector", vector)):

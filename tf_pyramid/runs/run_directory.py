@@ -35,7 +35,8 @@ def build_from_config(config, num_classes=None, input_convention=None):
         raise ValueError("The run config has no `run` section (num_classes, input_convention): "
                          "it was not written by the trainer.")
     kwargs = dict(levels=config.model.levels, num_classes=num_classes,
-                  channels=convention["channels"], input_convention=convention)
+                  channels=convention["channels"], input_convention=convention,
+                  dtype=config.model.dtype_policy or "float32")
     if is_pyramid(config.model.name):
         kwargs.update(policy=config.model.policy or "threshold", seed=config.trainer.seed)
     return build_model(config.model.name, **kwargs)
@@ -61,10 +62,15 @@ def learning_rate_schedule(config, total_steps):
                      config.schedule.lr_decay_factor)
 
 
-def make_optimizer(schedule):
-    """The training runs' optimizer (paper A.5.2, A.6.2): Adam(0.9, 0.999, 1e-8) on `schedule`.
-    A checkpoint's optimizer slots match only an optimizer built the same way (by position)."""
-    return keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+def make_optimizer(schedule, dtype_policy="float32"):
+    """The training runs' optimizer (paper A.5.2, A.6.2): Adam(0.9, 0.999, 1e-8) on `schedule`;
+    under "mixed_float16" inside a `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling:
+    float16 gradients of small losses would underflow to zero). A checkpoint's optimizer slots
+    match only an optimizer built the same way (by position)."""
+    optimizer = keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    if (dtype_policy or "float32") == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def checkpoint_for(model, **others):
@@ -118,7 +124,8 @@ def load_run_model(path, checkpoint=None, prefer_checkpoint=False, compile=False
     model = build_from_config(config)
     if compile:  # an optimizer like the run's: its slots are in the checkpoint, by position
         total_steps = (config.run.total_steps if config.run else None) or 1
-        model.compile(optimizer=make_optimizer(learning_rate_schedule(config, total_steps)),
+        model.compile(optimizer=make_optimizer(learning_rate_schedule(config, total_steps),
+                                               config.model.dtype_policy),
                       learning_rule=config.learning_rule.to_learning_rule(
                           is_pyramid(config.model.name)))
     if checkpoint:

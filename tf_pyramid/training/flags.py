@@ -18,7 +18,7 @@ from tf_pyramid.data import DATASETS, SPLITS
 from tf_pyramid.data.builder import DatasetArgumentError
 from tf_pyramid.data.builder import check_arguments as check_dataset_arguments
 from tf_pyramid.data.mnist import VARIANTS
-from tf_pyramid.modeling import MODEL_NAMES, input_checks, is_pyramid, learning_rule
+from tf_pyramid.modeling import MODEL_NAMES, input_checks, is_pyramid, learning_rule, precision
 from tf_pyramid.modeling import StepDecay, levels_for_resolution
 from tf_pyramid.modeling.architectures import architecture
 from tf_pyramid.training.strategy import STRATEGIES, check_tf_config
@@ -166,6 +166,7 @@ def resolve_config(config, planned_init_from=False):
         raise FlagError(f"Unknown --model={model.name}; use one of {', '.join(MODEL_NAMES)}.")
     pyramid = is_pyramid(model.name)
     _check_choice("dataset", data.dataset, DATASETS)
+    _check_choice("dtype_policy", model.dtype_policy, precision.DTYPE_POLICIES)
     _check_finite(config)
     if not trainer.model_dir:
         raise FlagError("--model_dir is required: the directory for checkpoints, logs and "

@@ -156,7 +156,8 @@ class Trainer:
             self.model = runs.build_from_config(
                 c, self.train_info.num_classes, self.train_info.input_convention.get_config())
             self.schedule = runs.run_directory.learning_rate_schedule(c, self.total_steps)
-            self.optimizer = runs.run_directory.make_optimizer(self.schedule)
+            self.optimizer = runs.run_directory.make_optimizer(self.schedule,
+                                                               c.model.dtype_policy)
             self.model.compile(optimizer=self.optimizer,
                                learning_rule=c.learning_rule.to_learning_rule(
                                    is_pyramid(c.model.name)))

@@ -9,7 +9,7 @@ class AggregationModule(keras.layers.Layer):
     """Combines the child vectors of a patch into one vector.
 
     Input `[N, 3, 3, f]`: the children's `V'` laid out on the grid, zeros for cells that were not
-    attended. A 3x3 VALID conv with leaky ReLU gives `[N, f]`.
+    attended. A 3x3 VALID conv with leaky ReLU gives `[N, f]` (in the policy's compute dtype).
 
     Args:
         features: f, size of the output vector.
@@ -23,7 +23,8 @@ class AggregationModule(keras.layers.Layer):
         self.negative_slope = float(negative_slope)
         self.conv = keras.layers.Conv2D(
             self.features, self.grid_size, padding="valid",
-            kernel_initializer="glorot_uniform", bias_initializer="zeros", name="conv")
+            kernel_initializer="glorot_uniform", bias_initializer="zeros",
+            dtype=self.dtype_policy, name="conv")
 
     def build(self, input_shape):
         self.conv.build(tuple(input_shape))

@@ -8,6 +8,9 @@ from tf_pyramid.modeling.layers import specs
 class FeatureExtraction(keras.layers.Layer):
     """A small CNN that returns its last feature map `F` and the global average `V` of it.
 
+    Both outputs are in the compute dtype of the layer's dtype policy (bfloat16 under
+    "mixed_bfloat16"), which its conv and pool layers share.
+
     The same instance (shared weights) processes every patch at every pyramid level, and, applied
     fully convolutionally to a whole image, it is also the trunk of the baselines.
 
@@ -28,10 +31,10 @@ class FeatureExtraction(keras.layers.Layer):
                 layer = keras.layers.Conv2D(
                     spec[1], 3, padding="same", activation=None,
                     kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                    name=f"conv{index}")
+                    dtype=self.dtype_policy, name=f"conv{index}")
             else:
                 layer = keras.layers.MaxPooling2D(spec[1], strides=spec[2], padding="valid",
-                                                  name=f"pool{index}")
+                                                  dtype=self.dtype_policy, name=f"pool{index}")
             setattr(self, layer.name, layer)
 
     @property

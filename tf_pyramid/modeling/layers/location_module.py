@@ -1,6 +1,8 @@
 """Location module (paper Sec. 3, A.2)."""
 import keras
 
+from tf_pyramid.modeling import precision
+
 
 @keras.saving.register_keras_serializable(package="tf_pyramid")
 class LocationModule(keras.layers.Layer):
@@ -8,6 +10,8 @@ class LocationModule(keras.layers.Layer):
 
     A single conv whose kernel covers the whole of `F` (VALID) followed by the logistic function,
     so the output is `[N, num_cells]`. Callers put `tf.stop_gradient` on `F` first (see docs/model.md).
+    The conv runs in the policy's compute dtype; logits and probabilities are float32 under any
+    policy (the masks, their log-probabilities and the learning rule's statistics use them).
 
     Args:
         num_cells: g, the number of candidate locations (9 for the 3x3 grid).
@@ -22,7 +26,8 @@ class LocationModule(keras.layers.Layer):
         height, width = int(input_shape[1]), int(input_shape[2])
         self.conv = keras.layers.Conv2D(
             self.num_cells, (height, width), padding="valid",
-            kernel_initializer="glorot_uniform", bias_initializer="zeros", name="conv")
+            kernel_initializer="glorot_uniform", bias_initializer="zeros",
+            dtype=self.dtype_policy, name="conv")
         self.conv.build(tuple(input_shape))
         self.built = True
 
@@ -33,11 +38,14 @@ class LocationModule(keras.layers.Layer):
         # computing it as such is several times faster than the conv kernel on small batches.
         kernel = keras.ops.reshape(self.conv.kernel, (-1, self.num_cells))
         flat = keras.ops.reshape(feature_map, (-1, kernel.shape[0]))
-        logits = keras.ops.matmul(flat, kernel) + self.conv.bias
+        logits = keras.ops.cast(keras.ops.matmul(flat, kernel) + self.conv.bias, "float32")
         return logits if return_logits else keras.ops.sigmoid(logits)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_cells)
+
+    def compute_output_spec(self, feature_map, return_logits=False):
+        return precision.float32_spec(self.compute_output_shape(feature_map.shape))
 
     def macs(self, feature_map_shape):
         """MACs of one application on an `(h, w, c)` feature map."""

@@ -6,7 +6,8 @@ from tf_pyramid.modeling.layers import specs
 
 @keras.saving.register_keras_serializable(package="tf_pyramid")
 class MergingModule(keras.layers.Layer):
-    """Fuses a patch's own vector `V` with the aggregate of its children: concat (2f) -> FC -> f.
+    """Fuses a patch's own vector `V` with the aggregate of its children: concat (2f) -> FC -> f
+    (in the policy's compute dtype).
 
     Args:
         features: f, size of the output vector.
@@ -18,7 +19,7 @@ class MergingModule(keras.layers.Layer):
         self.negative_slope = float(negative_slope)
         self.dense = keras.layers.Dense(
             self.features, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-            name="dense")
+            dtype=self.dtype_policy, name="dense")
 
     def build(self, input_shape):
         parent_shape, aggregate_shape = input_shape
