@@ -58,6 +58,9 @@ def test_check_resume_refuses_incompatible_change(run_dir):
     assert "--levels: saved 2, now 3" in message and "--variant: saved 'plain'" in message
     assert "--init_from" in message
     assert json.loads((run_dir / "config.json").read_text()) == SAVED  # left as it was
+    with pytest.raises(run_config.IncompatibleConfigError,
+                       match="--dtype_policy: saved 'float32', now 'mixed_float16'"):
+        run_config.check_resume(run_dir, _new(dtype_policy="mixed_float16"))
     with pytest.raises(run_config.IncompatibleConfigError, match="--run.channels: saved 1, now 3"):
         run_config.check_resume(run_dir, _new(), {"num_classes": 10, "channels": 3})
 

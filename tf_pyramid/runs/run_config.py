@@ -25,6 +25,9 @@ INCOMPATIBLE = {
     "resolution": "the input side fixes the number of levels the model was trained for",
     "dataset": "the weights were learnt for other images and classes",
     "variant": "the weights were learnt for another MNIST variant (another input distribution)",
+    "dtype_policy": "the checkpoint's optimizer state is laid out for its own policy (mixed_float16 "
+                    "keeps it inside a loss-scale wrapper) and the run's numerics would change "
+                    "mid-run; start a new run with --init_from instead",
 }
 # Facts of the data (config.json's `run` section) that must not change either.
 INCOMPATIBLE_RUN = {
