@@ -536,6 +536,9 @@ class Trainer:
         files.save_keras(self.model, keras_path)
         if self.is_chief:
             files.write_json(os.path.join(self.model_dir, "metrics.json"), metrics)
+            actions_lib.write_hparams(
+                os.path.join(self.model_dir, "logs", actions_lib.HPARAMS_LOG), c, metrics,
+                int(self.step.numpy()), self.replicas)
             logging.info("Wrote %s and %s.", os.path.join(self.model_dir, "metrics.json"),
                          keras_path)
         self.result["metrics"] = metrics
