@@ -58,8 +58,9 @@ def main(argv):
         print("Error: --model_dir is required (a training run directory or a .keras file).",
               file=sys.stderr)
         return 2
-    model_dir = os.path.expanduser(FLAGS.model_dir)
-    if not os.path.exists(model_dir):
+    from tf_pyramid.runs import files  # noqa: PLC0415  (gfile: gs://, hdfs://, ... too)
+    model_dir = files.absolute(os.path.expanduser(FLAGS.model_dir))
+    if not files.exists(model_dir):
         print(f"Error: --model_dir={FLAGS.model_dir} does not exist.", file=sys.stderr)
         return 2
     from tf_pyramid import evaluators  # noqa: PLC0415
@@ -91,8 +92,7 @@ def main(argv):
     text = json.dumps(result, indent=2)
     print(text)
     if FLAGS.json_out:
-        with open(FLAGS.json_out, "w") as f:
-            f.write(text + "\n")
+        files.write_text(FLAGS.json_out, text + "\n")
         logging.info("Wrote %s", FLAGS.json_out)
     return 0
 

@@ -155,6 +155,10 @@ class TrainerConfig:
     logical_cpus: Optional[int] = setting(None, "logical_cpus", "Split the CPU into N logical "
                                           "devices (to try --strategy=mirrored on one CPU).",
                                           kind="integer")
+    data_service: Optional[str] = setting(
+        None, "data_service", "Feed training through a tf.data service: its dispatcher, "
+        "grpc://HOST:PORT (start it and its workers with python -m tf_pyramid.data_service; "
+        "docs/training.md). Evaluation data is read locally.")
     checkpoint_every: int = setting(500, "checkpoint_every", "Steps between checkpoints (also at "
                                     "every epoch end).", lower_bound=1)
     keep_checkpoints: int = setting(3, "keep_checkpoints", "Checkpoints kept.", lower_bound=1)

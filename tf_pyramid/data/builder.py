@@ -89,7 +89,7 @@ def _example_seeds(seed, input_context):
 def build_dataset(dataset, split, *, resolution, batch_size, training, variant="plain",
                   source="tfds", data_dir=None, texture=None, seed=None, strict=False,
                   input_context=None, drop_remainder=False, class_names=None,
-                  validation_fraction=None):
+                  validation_fraction=None, for_service=False):
     """Batches `(images float32 [B, r, r, C], labels int32 [B])` and a `DatasetInfo`.
 
     dataset: "mnist" (C = 1, values in [-1, 1]) or ImageNet-style "imagenet2012" (tfds),
@@ -106,6 +106,9 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
       the data's own (folder: sorted class folders); a mismatch is an error.
     validation_fraction: folder only: hold out this fraction of the training files (by a hash of
       their paths) as the validation split, when there is no validation folder.
+    for_service: the pipeline will run in tf.data service workers (`data/service.py`): no
+      TensorFlow variables or Python steps in it, so ImageNet-style pipelines skip undecodable
+      images without counting them (`DatasetInfo.skipped_images` is None).
     """
     check_arguments(dataset, resolution=resolution, variant=variant, source=source)
     _check_choice("split", split, SPLITS)
@@ -121,7 +124,8 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
                                          texture, seed, input_context)
     else:
         examples, info = _image_examples(dataset, split, resolution, training, data_dir, seed,
-                                         strict, input_context, class_names=class_names,
+                                         strict, input_context, for_service,
+                                         class_names=class_names,
                                          validation_fraction=validation_fraction)
     per_replica = (input_context.get_per_replica_batch_size(batch_size)
                    if input_context is not None else batch_size)
@@ -198,14 +202,28 @@ def make_image_example_fn(training, resolution, strict, counter, parse):
     return example
 
 
+class _UncountedImages:
+    """`SkippedImageCounter`'s interface, counting nothing (pipelines for the tf.data service,
+    whose graphs cannot hold variables or Python calls)."""
+
+    def count_read(self, structure):
+        return structure
+
+    def count_decoded(self, tensor):
+        return tensor
+
+    def count_failed_check(self, name):  # noqa: ARG002
+        return tf.no_op()
+
+
 def _image_examples(dataset, split, resolution, training, data_dir, seed, strict, input_context,
-                    **source_options):
+                    for_service=False, **source_options):
     records = sources.SOURCES[dataset](split, data_dir, training=training, seed=seed,
                                         input_context=input_context, **source_options)
     stream = records.dataset
     if input_context is not None and not records.sharded:
         stream = stream.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    counter = SkippedImageCounter(f"{dataset}/{split}")
+    counter = _UncountedImages() if for_service else SkippedImageCounter(f"{dataset}/{split}")
     example = make_image_example_fn(training, resolution, strict, counter, records.parse)
     if training:
         examples = tf.data.Dataset.zip((stream, _example_seeds(seed, input_context))).map(
@@ -219,12 +237,14 @@ def _image_examples(dataset, split, resolution, training, data_dir, seed, strict
         # the counter (read, never decoded). Under strict such errors propagate.
         examples = examples.ignore_errors(log_warning=True)
     examples = examples.filter(lambda image, label: label >= 0)
-    examples = counter.log_after_each_pass(examples)
-    if records.lost_records is not None:
+    if not for_service:
+        examples = counter.log_after_each_pass(examples)
+    if records.lost_records is not None and not for_service:
         examples = records.lost_records.log_after_each_pass(examples)
     info = DatasetInfo(num_classes=records.num_classes,
                        num_examples=records.num_examples, class_names=records.class_names,
                        input_convention=input_convention(dataset, resolution),
-                       skipped_images=counter, lost_records=records.lost_records,
+                       skipped_images=None if for_service else counter,
+                       lost_records=records.lost_records,
                        split=f"{dataset}/{split}")
     return examples, info

@@ -43,7 +43,7 @@ def build_from_config(config, num_classes=None, input_convention=None):
 
 
 def build_run_dataset(config, split, *, training, resolution, class_names=None,
-                      input_context=None):
+                      input_context=None, for_service=False):
     """`build_dataset` with a run's data settings (the typed config): the one place a config's
     fields become the pipeline's arguments, for the trainer and for evaluations of a run."""
     data = config.data
@@ -53,7 +53,7 @@ def build_run_dataset(config, split, *, training, resolution, class_names=None,
         training=training, variant=data.variant, source=data.source, data_dir=data.data_dir,
         texture=data.texture, seed=config.trainer.seed, input_context=input_context,
         drop_remainder=training, class_names=class_names,
-        validation_fraction=data.validation_fraction)
+        validation_fraction=data.validation_fraction, for_service=for_service)
 
 
 def learning_rate_schedule(config, total_steps):

@@ -243,3 +243,65 @@ class KerasCallbacks(Action):
             return
         for callback in self.callbacks:
             callback.on_train_end({})
+
+
+HPARAMS_LOG = "hparams"  # DIR/logs/hparams: the run's one HParams session
+
+
+def run_hparams(config, replicas=1):
+    """The run's hyperparameters for TensorBoard's HParams view (numbers, strings, booleans:
+    lists are joined with commas, unset values are "none")."""
+    c = config
+    values = {
+        "experiment": c.experiment, "model": c.model.name, "levels": c.model.levels,
+        "resolution": c.model.resolution, "policy": c.model.policy,
+        "dataset": c.data.dataset, "variant": c.data.variant,
+        "c_t": ",".join(f"{float(v):g}" for v in c.learning_rule.target_locations),
+        "c_r": c.learning_rule.target_cell_probability,
+        "lambda_f": c.learning_rule.lambda_f, "lambda_t": c.learning_rule.lambda_t,
+        "lambda_r": c.learning_rule.lambda_r, "mc_samples": c.learning_rule.mc_samples,
+        "level_weights": ",".join(f"{float(v):g}" for v in c.learning_rule.level_weights),
+        "learning_rate": c.schedule.learning_rate, "batch_size": c.schedule.batch_size,
+        "epochs": c.schedule.epochs, "seed": c.trainer.seed, "strategy": c.trainer.strategy,
+        "replicas": replicas,
+        "dtype_policy": getattr(c.trainer, "dtype_policy", None)
+        or getattr(c.model, "dtype_policy", None) or keras.config.dtype_policy().name,
+        "init_from": c.trainer.init_from,
+    }
+    return {k: ("none" if v is None else v if isinstance(v, (bool, int, float, str)) else str(v))
+            for k, v in values.items()}
+
+
+def run_metric_scalars(metrics):
+    """`hparams/<name>` scalars of a run's metrics.json: accuracy, attended cells and MACs per
+    level (and the deterministic threshold figures of a sampled evaluation)."""
+    scalars = {}
+    for prefix, result in (("", metrics), ("threshold_", metrics.get("threshold") or {})):
+        for entry in result.get("levels") or []:
+            for key in ("accuracy", "mean_locations", "mean_macs"):
+                if entry.get(key) is not None:
+                    scalars[f"hparams/{prefix}level_{entry['level']}_{key}"] = float(entry[key])
+    return scalars
+
+
+def write_hparams(log_dir, config, metrics, step, replicas=1):
+    """Writes the run's HParams session (hyperparameters, and its final metrics as scalars) to
+    `log_dir` (`DIR/logs/hparams`), once: a directory that already holds it is left alone, so
+    a rerun of a finished (or resumed) run adds no second session. Returns whether it wrote."""
+    from tensorboard.plugins.hparams import api as hp  # noqa: PLC0415
+
+    from tf_pyramid.runs import files  # noqa: PLC0415
+    if files.exists(log_dir) and any(".tfevents." in name for name in files.listdir(log_dir)):
+        return False
+    hparams = run_hparams(config, replicas)
+    scalars = run_metric_scalars(metrics)
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default(step=step):
+        hp.hparams_config(hparams=[hp.HParam(name) for name in hparams],
+                          metrics=[hp.Metric(tag) for tag in scalars])
+        hp.hparams(hparams, trial_id=config.trainer.model_dir)
+        for tag, value in scalars.items():
+            write_scalar(tag, value, step)
+    writer.flush()
+    writer.close()
+    return True

@@ -38,6 +38,7 @@ from absl import logging
 from tf_pyramid import runs
 from tf_pyramid.configs import RunFacts
 from tf_pyramid.data import check_split
+from tf_pyramid.data import service as data_service
 from tf_pyramid.evaluators import base as evaluators_base
 from tf_pyramid.evaluators import per_level
 from tf_pyramid.runs import checkpoints, files, run_config
@@ -74,6 +75,7 @@ class Trainer:
         self.current_step = 0
         self.last_chunk = 0
         self.data_infos = {}  # split -> the DatasetInfo of its (last built) pipeline
+        self.data_service = None  # "HOST:PORT" of --data_service's dispatcher (setup)
         self.stopped_by_callback = None  # the step where a callback set model.stop_training
         self.validation_logs = None  # the last validation's scalars (for Keras callbacks)
         self.result = {}
@@ -103,6 +105,7 @@ class Trainer:
         for key in ignored_pyramid_flags(c):
             logging.warning("--%s is ignored: %s is a baseline (cross-entropy only).", key,
                             c.model.name)
+        self.data_service = self._check_data_service()
         self._check_splits()
         self._setup_data()
         self._setup_model()
@@ -126,6 +129,28 @@ class Trainer:
                             validation_fraction=c.data.validation_fraction)
             except (ValueError, FileNotFoundError) as error:
                 raise FlagError(f"--{flag}={split} cannot be evaluated: {error}") from error
+
+    def _check_data_service(self):
+        """`--data_service`'s dispatcher address ("HOST:PORT"), once it answers; None without
+        the flag (`data/service.py`)."""
+        c = self.config
+        if not c.trainer.data_service:
+            return None
+        if c.data.dataset == "tfrecord":
+            raise FlagError("--data_service cannot serve --dataset=tfrecord: its reader recovers "
+                            "damaged records in Python, which a tf.data service worker cannot "
+                            "run. Use --dataset=folder or imagenet2012, or drop --data_service.")
+        try:
+            address = data_service.parse_address(c.trainer.data_service)
+            data_service.wait_for_dispatcher(address)
+        except data_service.DataServiceError as error:
+            raise FlagError(str(error)) from None
+        logging.info("Training input: the tf.data service at %s://%s (distributed_epoch), with "
+                     "%s; evaluation input is read here.", data_service.PROTOCOL, address,
+                     "the compiled kernels (%s=1)" % data_service.KERNELS_VARIABLE
+                     if data_service.kernels_on_workers() else "TensorFlow's ops")
+        self.result["data_service"] = address
+        return address
 
     def _setup_data(self):
         c = self.config
@@ -179,23 +204,40 @@ class Trainer:
                      {k: f"{v:,}" for k, v in costs.items()})
         logging.info("Learning rule: %s", self.model.learning_rule)
 
-    def _dataset(self, split, training, input_context=None):
+    def _dataset(self, split, training, input_context=None, for_service=False):
         c = self.config
         try:
             return runs.run_directory.build_run_dataset(
                 c, split, training=training, resolution=c.model.resolution,
-                class_names=runs.read_class_names(self.model_dir), input_context=input_context)
+                class_names=runs.read_class_names(self.model_dir), input_context=input_context,
+                for_service=for_service)
         except (ValueError, FileNotFoundError, AssertionError) as error:
             raise FlagError(f"Cannot read --dataset={c.data.dataset} split {split!r}: {error} "
                             "Check --dataset, --source and --data_dir.") from error
 
     def _distributed(self, split, training):
         def dataset_fn(input_context):
+            if training and self.data_service:
+                return self._service_dataset(split, input_context)
             dataset, info = self._dataset(split, training, input_context)
             self.data_infos[split] = info  # its counters say what a pass lost
             return dataset.repeat() if training else dataset
         options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
         return self.strategy.distribute_datasets_from_function(dataset_fn, options)
+
+    def _service_dataset(self, split, input_context):
+        """The training stream produced by the tf.data service's workers: the same pipeline
+        for every trainer worker (unsharded, per-replica batches), built with the ops the
+        workers can run, repeated, in one job per run and start (`data/service.py`)."""
+        with data_service.worker_ops():
+            dataset, info = self._dataset(split, True, data_service.whole_data_context(
+                input_context), for_service=True)
+        self.data_infos[split] = info
+        job = data_service.job_name(self.model_dir, self.current_step)
+        try:
+            return data_service.distribute(dataset, self.data_service, job)
+        except data_service.DataServiceError as error:
+            raise FlagError(str(error)) from None
 
     def _restore_or_initialize(self):
         """Resumes from the newest checkpoint that restores (damaged newer ones are kept aside),
@@ -495,6 +537,9 @@ class Trainer:
         files.save_keras(self.model, keras_path)
         if self.is_chief:
             files.write_json(os.path.join(self.model_dir, "metrics.json"), metrics)
+            actions_lib.write_hparams(
+                os.path.join(self.model_dir, "logs", actions_lib.HPARAMS_LOG), c, metrics,
+                int(self.step.numpy()), self.replicas)
             logging.info("Wrote %s and %s.", os.path.join(self.model_dir, "metrics.json"),
                          keras_path)
         self.result["metrics"] = metrics

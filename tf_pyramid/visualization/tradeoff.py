@@ -12,6 +12,7 @@ import json
 import os
 
 import numpy as np
+import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
@@ -23,15 +24,16 @@ REQUIRED = ("accuracy", "mean_macs")
 
 
 def _read_json(path):
-    with open(path) as f:
+    with tf.io.gfile.GFile(path, "r") as f:
         return json.load(f)
 
 
 def load_results(path, label=None):
     """One curve: {"label", "baseline", "points": [(level, macs, accuracy, mean_locations)]}."""
-    directory = path if os.path.isdir(path) else None
+    path = os.fspath(path)  # any tf.io.gfile path: local, gs://, ...
+    directory = path if tf.io.gfile.isdir(path) else None
     file = os.path.join(path, "metrics.json") if directory else path
-    if not os.path.exists(file):
+    if not tf.io.gfile.exists(file):
         raise FileNotFoundError(f"No results file at {file}.")
     data = _read_json(file)
     entries = data.get("levels") if isinstance(data, dict) else None
@@ -46,9 +48,9 @@ def load_results(path, label=None):
         points.append((int(entry.get("level", index + 1)), float(entry["mean_macs"]),
                        float(entry["accuracy"]), entry.get("mean_locations")))
     points.sort()
-    run_dir = directory or os.path.dirname(os.path.abspath(file))
+    run_dir = directory or os.path.dirname(file if "://" in file else os.path.abspath(file))
     config_path = os.path.join(run_dir, "config.json")
-    config = ExperimentConfig.from_dict(_read_json(config_path) if os.path.exists(config_path)
+    config = ExperimentConfig.from_dict(_read_json(config_path) if tf.io.gfile.exists(config_path)
                                         else {})
     model_name = str(data.get("model") or config.model.name or "")
     if label is None:
