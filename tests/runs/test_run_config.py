@@ -42,7 +42,8 @@ def test_flat_config_of_earlier_versions_reads_into_the_typed_config():
 def test_compare_sorts_changes():
     incompatible, changed = run_config.compare(
         _saved(), _new(model="mnist_m1", levels=3, epochs=2, learning_rate=0.005, c_t=(2.0,),
-                    model_dir="/new/place", stop_after_steps=None),
+                    model_dir="/new/place", stop_after_steps=None,
+                    data_service="grpc://dispatcher:5050"),
         {"num_classes": 5, "channels": 1})
     assert [i[:3] for i in incompatible] == [("model", "mnist_m2", "mnist_m1"),
                                              ("levels", 2, 3), ("run.num_classes", 10, 5)]

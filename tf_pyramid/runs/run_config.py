@@ -37,7 +37,7 @@ INCOMPATIBLE_RUN = {
                         "size or resize)",
 }
 # Settings of one process, not of the run: never compared.
-PER_PROCESS = ("model_dir", "stages_dir", "stop_after_steps")
+PER_PROCESS = ("model_dir", "stages_dir", "stop_after_steps", "data_service")
 
 
 class IncompatibleConfigError(ValueError):
