@@ -278,14 +278,15 @@ class PyramidClassifier(AnytimeClassifier):
         """eq. 7 for several truncation depths at once.
 
         `parent_vectors` [P, f]: V of the parents; `child_vectors` [P', n, f]: the children's V'
-        under n truncation depths; `parent`, `cell` [P']: where each child sits (`parent`
-        ascending, as `tf.where` gives it). Returns [P, n, f]: V'_n = merge(V_n, agg(children)),
-        and V'_n = V_n for patches with no attended child.
+        under n truncation depths; `parent`, `cell` [P']: where each child sits. Returns
+        [P, n, f]: V'_n = merge(V_n, agg(children)), and V'_n = V_n for patches with no attended
+        child.
         """
         f = self.features
         n = child_vectors.shape[1]
         n = tf.shape(child_vectors)[1] if n is None else n
-        # The Q parents with children, ascending, and each child's slot among them.
+        # The Q parents with children and each child's slot among them (in any order: grid
+        # row q and merged row q both belong to with_children[q]).
         with_children, slot = tf.unique(parent)
         grid = tf.scatter_nd(tf.stack([slot, cell], axis=1), child_vectors,
                              tf.stack([tf.size(with_children), NUM_CELLS, n, f]))
