@@ -37,3 +37,23 @@ def test_outputs_equal_the_saved_traversal(saved, case):
 def test_anytime_equals_the_saved_early_exit(saved, name, levels, threshold):
     _compare(saved, f"{name}/L{levels}/anytime{threshold}/",
              cases.run_anytime(name, levels, threshold))
+
+
+def test_each_level_adds_few_ops_to_the_traced_graph():
+    """At one image per request the many small ops of a level cost as much as its compute: the
+    traced graph (function bodies included, constants not) grows by at most 150 ops per level.
+    The traversal before issue 26 added 174-180; a rewrite that brings per-level shape
+    arithmetic back fails here."""
+    import tensorflow as tf
+
+    import tf_pyramid
+    model = tf_pyramid.build_model("mnist_m3", levels=4, seed=0)
+    counts = []
+    for depth in range(1, 5):
+        fn = tf.function(lambda x, depth=depth: model(x, depth=depth),
+                         input_signature=[tf.TensorSpec([None, 112, 112, 1], tf.float32)])
+        graph = fn.get_concrete_function().graph.as_graph_def()
+        nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+        counts.append(sum(1 for node in nodes if node.op != "Const"))
+    growth = [deeper - shallower for shallower, deeper in zip(counts, counts[1:])]
+    assert max(growth) <= 150, f"ops added per level {growth} (graph sizes {counts})"
