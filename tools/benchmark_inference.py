@@ -132,7 +132,8 @@ def benchmark(batch=32, levels_list=(3, 4), ks=(1, 2, 3), repeats=5, seed=0,
             pyramid.policy = f"topk:{k}"
             pyramid_fn = tf.function(lambda x: pyramid(x), input_signature=spec)
             patches = int(sum(k ** j for j in range(levels)))
-            images = tf.constant(rng.uniform(-1, 1, (batch, side, side, channels)).astype("float32"))
+            images = tf.constant(
+                rng.uniform(-1, 1, (batch, side, side, channels)).astype("float32"))
             outputs = pyramid(images)
             assert int(outputs["num_locations"][0]) == patches - 1
             all_patches, per_level = _patches(rng, pyramid, batch, k, levels)
