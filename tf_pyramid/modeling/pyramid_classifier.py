@@ -1,5 +1,6 @@
 """The pyramid model: top-down traversal with hard attention, bottom-up merging (paper Sec. 3)."""
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_pyramid.modeling import attention_policy
@@ -188,14 +189,22 @@ class PyramidClassifier(AnytimeClassifier):
 
     def _crop_children(self, level_image, image_index, offsets):
         """Exact `b x b` pixel crops at integer `offsets` [P, 2] of `level_image` [B, S, S, C]:
-        one gather of pixel rows from the flattened level image (no interpolation)."""
-        side = tf.shape(level_image)[1]
+        one gather of pixel rows from the flattened level image (no interpolation).
+
+        The pixel offsets inside a crop are a constant `[b, b]` table (S is static once the
+        images are checked), so a crop costs a handful of ops whatever the level.
+        """
+        side = level_image.shape[1]
+        if side is None:
+            side = tf.shape(level_image)[1]
+            span = tf.range(self.base_resolution)
+            within = span[:, None] * side + span[None, :]
+        else:
+            span = np.arange(self.base_resolution)
+            within = tf.constant((span[:, None] * side + span[None, :]).astype("int32"))
         flat = tf.reshape(level_image, [-1, self.channels])
-        span = tf.range(self.base_resolution)
-        rows = offsets[:, 0, None] + span[None, :]                       # [P, b]
-        cols = offsets[:, 1, None] + span[None, :]                       # [P, b]
-        index = (image_index[:, None, None] * side + rows[:, :, None]) * side + cols[:, None, :]
-        return tf.gather(flat, index)                                    # [P, b, b, C]
+        corner = (image_index * side + offsets[:, 0]) * side + offsets[:, 1]   # [P]
+        return tf.gather(flat, tf.reshape(corner, [-1, 1, 1]) + within)        # [P, b, b, C]
 
     def traverse(self, images, training=False, depth=None, policy=None, descend_fn=None):
         """Runs the top-down pass; returns a dict of per-level lists (index 0 = level 1).
@@ -223,7 +232,12 @@ class PyramidClassifier(AnytimeClassifier):
         parent = cell = -tf.ones([batch], tf.int32)
         offset = tf.zeros([batch, 2], tf.int32)
         patches = pyramid[0]
+        # (image, row offset, column offset) of a child = (1, 2, 2) * its parent's + this row of
+        # the table for its cell: one gather per level instead of index arithmetic.
         half = self.base_resolution // 2
+        child_step = tf.constant([1, 2, 2], tf.int32)
+        cell_shift = tf.constant([[0, half * (c // GRID_SIZE), half * (c % GRID_SIZE)]
+                                  for c in range(NUM_CELLS)], tf.int32)
         for level in range(depth):
             feature_map, vector = self._unless_empty(
                 lambda: self.feature_extraction(patches, training=training),
@@ -236,31 +250,30 @@ class PyramidClassifier(AnytimeClassifier):
             if level == depth - 1:
                 break
             location_input = tf.stop_gradient(feature_map)
+            # The location module is a matmul: an empty batch needs no guard.
             if descend_fn is None:
                 applied = tf.ones_like(image_index, tf.float32)
-                logits = self._unless_empty(
-                    lambda: self.location_module(location_input, return_logits=True),
-                    tf.shape(location_input)[0], ((NUM_CELLS,),))
+                logits = self.location_module(location_input, return_logits=True)
             else:
                 active = tf.gather(tf.convert_to_tensor(descend_fn(trace, level)), image_index)
-                rows = tf.cast(tf.where(active)[:, 0], tf.int32)
-                selected = tf.gather(location_input, rows)
-                logits = tf.scatter_nd(rows[:, None], self._unless_empty(
-                    lambda: self.location_module(selected, return_logits=True),
-                    tf.shape(rows)[0], ((NUM_CELLS,),)), tf.stack([tf.shape(active)[0], NUM_CELLS]))
+                rows = tf.cast(tf.where(active), tf.int32)                    # [P_active, 1]
+                logits = tf.scatter_nd(
+                    rows, self.location_module(tf.gather_nd(location_input, rows),
+                                               return_logits=True),
+                    tf.stack([tf.shape(active)[0], NUM_CELLS]))
                 applied = tf.cast(active, tf.float32)
             probabilities = tf.sigmoid(logits)
             seed = self._attention_seed() if kind == "sample" else None
-            mask = applied[:, None] * tf.stop_gradient(
-                attention_policy.attention_mask(probabilities, kind, k, seed))
+            mask = tf.stop_gradient(attention_policy.attention_mask(probabilities, kind, k, seed))
+            if descend_fn is not None:
+                mask = applied[:, None] * mask
             for key, value in (("logits", logits), ("probabilities", probabilities),
                                ("mask", mask), ("applied", applied)):
                 trace[key].append(value)
-            attended = tf.cast(tf.where(mask > 0), tf.int32)            # [P', 2], row-major
-            parent, cell = attended[:, 0], attended[:, 1]
-            image_index = tf.gather(image_index, parent)
-            grid_position = tf.stack([cell // GRID_SIZE, cell % GRID_SIZE], axis=1)
-            offset = 2 * tf.gather(offset, parent) + half * grid_position
+            parent, cell = tf.unstack(tf.cast(tf.where(mask > 0), tf.int32), 2, axis=1)
+            state = (tf.gather(tf.concat([image_index[:, None], offset], axis=1), parent)
+                     * child_step + tf.gather(cell_shift, cell))               # [P', 3]
+            image_index, offset = state[:, 0], state[:, 1:]
             patches = self._crop_children(pyramid[level + 1], image_index, offset)
         return trace
 
@@ -270,21 +283,23 @@ class PyramidClassifier(AnytimeClassifier):
         """eq. 7 for several truncation depths at once.
 
         `parent_vectors` [P, f]: V of the parents; `child_vectors` [P', n, f]: the children's V'
-        under n truncation depths; `parent`, `cell` [P']: where each child sits. Returns [P, n, f]:
-        V'_n = merge(V_n, agg(children)), and V'_n = V_n for patches with no attended child.
+        under n truncation depths; `parent`, `cell` [P']: where each child sits. Returns
+        [P, n, f]: V'_n = merge(V_n, agg(children)), and V'_n = V_n for patches with no attended
+        child.
         """
-        f, n = self.features, tf.shape(child_vectors)[1]
-        has_child = tf.math.unsorted_segment_max(
-            tf.ones_like(parent), parent, tf.shape(parent_vectors)[0]) > 0
-        with_children = tf.cast(tf.where(has_child)[:, 0], tf.int32)   # [Q]
-        slot = tf.gather(tf.cumsum(tf.cast(has_child, tf.int32)) - 1, parent)
+        f = self.features
+        n = child_vectors.shape[1]
+        n = tf.shape(child_vectors)[1] if n is None else n
+        # The Q parents with children and each child's slot among them (in any order: grid
+        # row q and merged row q both belong to with_children[q]).
+        with_children, slot = tf.unique(parent)
         grid = tf.scatter_nd(tf.stack([slot, cell], axis=1), child_vectors,
-                             tf.stack([tf.shape(with_children)[0], NUM_CELLS, n, f]))
+                             tf.stack([tf.size(with_children), NUM_CELLS, n, f]))
         grid = tf.reshape(tf.transpose(grid, [0, 2, 1, 3]), [-1, GRID_SIZE, GRID_SIZE, f])
-        parents = tf.repeat(tf.gather(parent_vectors, with_children), n, axis=0)
+        parents = tf.reshape(tf.tile(tf.gather(parent_vectors, with_children), [1, n]), [-1, f])
         merged = tf.reshape(self.merging_module([parents, self.aggregation_module(grid)]),
                             [-1, n, f])
-        unmerged = tf.tile(parent_vectors[:, None, :], tf.stack([1, n, 1]))
+        unmerged = tf.reshape(tf.tile(parent_vectors, [1, n]), [-1, n, f])
         return tf.tensor_scatter_nd_update(unmerged, with_children[:, None], merged)
 
     def root_vectors(self, trace, deepest_only=False):
@@ -315,31 +330,31 @@ class PyramidClassifier(AnytimeClassifier):
                                   [-1, depth, self.num_classes])
         costs = self.module_costs()
 
-        # One segment sum per level over all per-patch statistics (columns below); a location
-        # module applied at level l counts for the traversals that go deeper than l.
-        per_level = []
-        for level in range(depth):
-            index = trace["image_index"][level]
-            count = tf.ones_like(index, tf.float32)[:, None]
-            if level == depth - 1:
-                columns = tf.pad(count, [[0, 0], [0, 5 + NUM_CELLS]])
-            else:
-                mask, logits = trace["mask"][level], trace["logits"][level]
-                applied = trace["applied"][level][:, None]
-                probs = trace["probabilities"][level] * applied
-                log_on, log_off = tf.math.log_sigmoid(logits), tf.math.log_sigmoid(-logits)
-                columns = tf.concat([
-                    count,
-                    applied,
-                    tf.reduce_sum(mask, 1, keepdims=True),                      # attended
-                    applied * tf.reduce_sum(mask * log_on + (1.0 - mask) * log_off, 1,
-                                            keepdims=True),                     # log p(l|x)
-                    tf.reduce_max(mask, 1, keepdims=True),                      # has children
-                    -tf.reduce_sum(probs * log_on + (applied - probs) * log_off, 1,
-                                   keepdims=True),                              # entropy
-                    probs], axis=1)
-            per_level.append(tf.math.unsorted_segment_sum(columns, index, batch))
-        stats = tf.stack(per_level, axis=1)                                  # [B, depth, 15]
+        # One segment sum over all per-patch statistics (columns below) of every level: segment
+        # `level * batch + image`. A location module applied at level l counts for the
+        # traversals that go deeper than l.
+        ids = tf.concat([trace["image_index"][level] + level * batch for level in range(depth)],
+                        axis=0)
+        last_count = tf.ones_like(trace["image_index"][-1], tf.float32)[:, None]
+        columns = [tf.pad(last_count, [[0, 0], [0, 5 + NUM_CELLS]])]
+        if depth > 1:
+            mask, logits, applied, probs = (tf.concat(trace[key][:depth - 1], axis=0) for key in
+                                            ("mask", "logits", "applied", "probabilities"))
+            applied = applied[:, None]
+            probs = probs * applied
+            log_on, log_off = tf.math.log_sigmoid(logits), tf.math.log_sigmoid(-logits)
+            columns.insert(0, tf.concat([
+                tf.ones_like(applied),                                          # patches
+                applied,
+                tf.reduce_sum(mask, 1, keepdims=True),                          # attended
+                applied * tf.reduce_sum(mask * log_on + (1.0 - mask) * log_off, 1,
+                                        keepdims=True),                         # log p(l|x)
+                tf.reduce_max(mask, 1, keepdims=True),                          # has children
+                -tf.reduce_sum(probs * log_on + (applied - probs) * log_off, 1,
+                               keepdims=True),                                  # entropy
+                probs], axis=1))
+        stats = tf.math.unsorted_segment_sum(tf.concat(columns, axis=0), ids, depth * batch)
+        stats = tf.transpose(tf.reshape(stats, [depth, batch, 6 + NUM_CELLS]), [1, 0, 2])
         patches_to_depth = tf.cast(tf.cumsum(stats[:, :, 0], axis=1), tf.int64)
         above = tf.cumsum(stats[:, :, 1:], axis=1, exclusive=True)
         applications = tf.cast(above[:, :, 0], tf.int64)
