@@ -31,7 +31,7 @@ flags.DEFINE_boolean("json", False, "Print JSON instead of markdown tables.", fl
 
 def main(argv=None):
     cli.parse_flags(FLAGS, argv)
-    from tf_pyramid.analysis import compute  # noqa: PLC0415  (imports TensorFlow)
+    from tf_pyramid.training import compute  # noqa: PLC0415  (imports TensorFlow)
     from tf_pyramid.configs import experiments  # noqa: PLC0415
 
     throughput = compute.Throughput(FLAGS.accelerator, FLAGS.peak_tflops, FLAGS.utilisation)

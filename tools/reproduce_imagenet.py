@@ -11,7 +11,7 @@ run's previous stage is always trained before it. Each run is `python -m tf_pyra
 --stages_dir=RUNS_DIR the trainer's chain finds the study's own earlier runs there, finished, and
 starts from them. A finished run (metrics.json and model.keras) is skipped; an interrupted one is
 started again and the trainer resumes it from its latest checkpoint. Every line of the plan and of
-the progress gives the run's compute estimate (tf_pyramid.analysis.compute: MACs per image, FLOPs,
+the progress gives the run's compute estimate (tf_pyramid.training.compute: MACs per image, FLOPs,
 accelerator-hours at --peak_tflops x --utilisation, an estimate).
 
 The resolutions stay the flagfiles': a resolution fixes a pyramid model's number of levels and the
@@ -61,7 +61,7 @@ flags.DEFINE_bool("dry_run", False, "Print the plan (one command per run, with i
 # ------------------------------------------------------------------------------------- the plan
 def _describe(name):
     """Model, pair, resolution and c_t of experiment `name`, from its flagfile."""
-    from tf_pyramid.analysis import compute  # noqa: PLC0415
+    from tf_pyramid.training import compute  # noqa: PLC0415
 
     config = compute.stage_config(name)
     kind, pair = config.model.name.split("_")[1][:-1], int(config.model.name[-1])
@@ -76,7 +76,7 @@ def _describe(name):
 def plan(names, throughput):
     """The runs of `names` and of their chains' earlier stages, in chain order, each with its
     compute estimate."""
-    from tf_pyramid.analysis import compute  # noqa: PLC0415
+    from tf_pyramid.training import compute  # noqa: PLC0415
 
     wanted = []
     for name in names:
@@ -255,7 +255,8 @@ def figure(rows, path, title):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from tf_pyramid.analysis import compute, imagenet_claims  # noqa: PLC0415
+    from tf_pyramid.analysis import imagenet_claims  # noqa: PLC0415
+    from tf_pyramid.training import compute  # noqa: PLC0415
 
     if FLAGS.peak_tflops <= 0 or not 0 < FLAGS.utilisation <= 1:
         raise app.UsageError("--peak_tflops must be above 0 and --utilisation in (0, 1].")

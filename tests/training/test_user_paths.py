@@ -40,7 +40,7 @@ def test_dry_run_prints_the_resolved_configuration(tmp_path):
     assert set(config) == {"experiment", "previous_stage", "model", "data", "learning_rule",
                            "schedule", "evaluation", "trainer", "stages", "run"}
     assert config["model"] == {"name": "mnist_m1", "levels": 3, "resolution": 56,
-                               "policy": "sample"}
+                               "policy": "sample", "dtype_policy": "float32"}
     assert config["learning_rule"]["target_locations"] == [6.0]
     assert config["trainer"]["init_from"] == str(source)
     assert config["schedule"]["learning_rate"] == 0.01

@@ -1,5 +1,5 @@
 """The compute of each experiment: MACs per image, images, epochs, training FLOPs and an estimate of
-accelerator-hours (issue 25 item 7; docs/training.md, "Compute of each experiment").
+accelerator-hours (docs/training.md, "Compute of each experiment").
 
 MACs follow the model's own count (`module_costs`, docs/model.md): a traversal stopping after
 level d costs `patches(<= d) * FE + applications(< d) * location + merges(< d) * (aggregation +

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from tests.helpers import REPO, run_python
-from tf_pyramid.analysis import compute
+from tf_pyramid.training import compute
 
 # mnist_m1 per application, counted by hand from paper Table 3 (biases excluded):
 FE = 3 * 3 * 1 * 64 * 14 * 14      # conv 3x3, 1 -> 64 channels, on 14 x 14
