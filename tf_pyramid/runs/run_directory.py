@@ -52,7 +52,7 @@ def build_run_dataset(config, split, *, training, resolution, class_names=None,
         training=training, variant=data.variant, source=data.source, data_dir=data.data_dir,
         texture=data.texture, seed=config.trainer.seed, input_context=input_context,
         drop_remainder=training, class_names=class_names,
-        validation_fraction=data.validation_fraction)
+        validation_fraction=data.validation_fraction, mnist_input=data.mnist_input)
 
 
 def learning_rate_schedule(config, total_steps):
