@@ -66,6 +66,8 @@ flags.DEFINE_integer("attention_passes", 2, "Evaluation passes of the attention-
 flags.DEFINE_bool("dry_run", False, "Print the plan (one command per run) and stop.")
 flags.DEFINE_integer("seeds", 1, "Seeds per configuration (the whole plan repeated, seed by "
                      "seed); the tables give mean +- std over them.", lower_bound=1)
+flags.DEFINE_list("only", [], "Run only these runs of the plan, by name (e.g. "
+                  "--only=bl3_28,m1_56_ct6); a gradual run still trains its 28 px stage.")
 flags.DEFINE_integer("first_seed", 1, "The first training seed (--seed of the trainer).")
 flags.DEFINE_enum("mnist_input", "standardized", ["standardized", "unit", "symmetric"],
                   "MNIST model input (the trainer's --mnist_input): standardised per variant, "
@@ -318,6 +320,11 @@ def main(argv):
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
     runs = plan(pairs, resolutions, c_t_values, FLAGS.scratch_at_56, FLAGS.gradual_at_56, seeds)
     check_plan(runs)
+    if FLAGS.only:
+        unknown = set(FLAGS.only) - {run["name"] for run in runs}
+        if unknown:
+            raise app.UsageError(f"--only names runs not in the plan: {sorted(unknown)}.")
+        runs = [run for run in runs if run["name"] in FLAGS.only]
     if FLAGS.dry_run:
         for index, run in enumerate(runs):
             state = " (finished)" if _finished(run_dir(runs_dir, run)) else ""

@@ -148,6 +148,10 @@ def test_plan_is_the_papers_chain_order(tmp_path):
                          "--mnist_input=unit"]).stdout.splitlines()
     assert len(seeded) == 4 and "--seed=6" in seeded[2] and "--mnist_input=unit" in seeded[0]
     assert f"--model_dir={tmp_path}/seed_6/mnist/bl1_28 " in seeded[2]
+    only = run_python([TOOL, "--dry_run", f"--runs_dir={tmp_path}", "--pairs=1,3",
+                       "--only=bl3_28,m1_56_ct6", "--c_t=6"]).stdout.splitlines()
+    assert [line.split("--experiment=")[1].split()[0] for line in only] == [
+        "mnist/bl3_28", "mnist/m1_56_ct6"]
     alone = run_python([TOOL, "--dry_run", f"--runs_dir={tmp_path}", "--resolutions=56"])
     assert "--experiment=mnist/bl1_56_gradual" in alone.stdout  # its chain trains bl1_28 first
 
