@@ -30,3 +30,14 @@ def test_older_run_configs_keep_the_range_they_trained_on():
 def test_an_unknown_mnist_input_names_the_flag(tmp_path):
     with pytest.raises(FlagError, match="mnist_input.*standardized"):
         resolve_config(tiny_config(tmp_path, mnist_input="zscore"))
+
+
+def test_resuming_with_another_mnist_input_is_refused_naming_the_flag():
+    from tf_pyramid.runs import run_config
+
+    saved = ExperimentConfig.from_dict(_older_config([-1.0, 1.0]))   # symmetric, from run facts
+    rerun = ExperimentConfig.from_dict({"model": {"name": "mnist_m1", "levels": 2},
+                                        "data": {"dataset": "mnist", "variant": "plain"}})
+    incompatible, _ = run_config.compare(saved, rerun)
+    assert [(flag, old, new) for flag, old, new, _ in incompatible] == [
+        ("mnist_input", "symmetric", "standardized")]

@@ -25,6 +25,7 @@ INCOMPATIBLE = {
     "resolution": "the input side fixes the number of levels the model was trained for",
     "dataset": "the weights were learnt for other images and classes",
     "variant": "the weights were learnt for another MNIST variant (another input distribution)",
+    "mnist_input": "the weights were learnt on MNIST inputs of another value range",
 }
 # Facts of the data (config.json's `run` section) that must not change either.
 INCOMPATIBLE_RUN = {
