@@ -69,7 +69,8 @@ flags.DEFINE_integer("seeds", 1, "Seeds per configuration (the whole plan repeat
 flags.DEFINE_list("only", [], "Run only these runs of the plan, by name (e.g. "
                   "--only=bl3_28,m1_56_ct6); a gradual run still trains its 28 px stage.")
 flags.DEFINE_integer("first_seed", 1, "The first training seed (--seed of the trainer).")
-flags.DEFINE_enum("mnist_input", "standardized", ["standardized", "unit", "symmetric"],
+flags.DEFINE_enum("mnist_input", "standardized",
+                  ["standardized", "centered", "unit", "symmetric"],
                   "MNIST model input (the trainer's --mnist_input): standardised per variant, "
                   "[0, 1] or [-1, 1].")
 flags.DEFINE_float("target_accuracy", 0.9, "Steps to this validation accuracy (last level, "

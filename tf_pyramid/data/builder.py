@@ -145,7 +145,8 @@ def _mnist_examples(split, resolution, training, variant, source, data_dir, text
     texture_image = mnist.load_texture(texture) if variant == "textured" else None
     digits, labels = mnist.load_digits(split, source, data_dir)
     training_digits = None  # a user's texture: its statistics from the training digits
-    if variant == "textured" and texture is not None and mnist_input == "standardized":
+    if variant == "textured" and texture is not None and mnist_input in ("standardized",
+                                                                         "centered"):
         training_digits = digits if split == "train" else mnist.load_digits(
             "train", source, data_dir)[0]
     convention = input_convention("mnist", resolution, variant, mnist_input, texture,
