@@ -282,14 +282,15 @@ def test_standardized_input_is_zero_mean_unit_std_for_every_variant(variant):
     assert abs(small.mean()) < 0.05
 
 
-@pytest.mark.parametrize("mnist_input, expected", [("unit", (0.0, 1.0)),
-                                                   ("symmetric", (-1.0, 1.0))])
-def test_unit_and_symmetric_inputs(mnist_input, expected):
+@pytest.mark.parametrize("mnist_input, expected", [
+    ("unit", (0.0, 1.0)), ("symmetric", (-1.0, 1.0)),
+    ("centered", (-mnist.CANVAS_STATISTICS["plain"][0], 1 - mnist.CANVAS_STATISTICS["plain"][0]))])
+def test_unit_symmetric_and_centered_inputs(mnist_input, expected):
     ds, info = build_dataset("mnist", "test", resolution=28, batch_size=500, training=False,
                              source="bundled", seed=1, mnist_input=mnist_input)
     images, _ = _images(ds)
-    assert info.input_convention.value_range == expected
-    assert images.min() == pytest.approx(expected[0]) and images.max() <= expected[1]
+    assert info.input_convention.value_range == pytest.approx(expected)
+    assert images.min() == pytest.approx(expected[0]) and images.max() <= expected[1] + 1e-6
 
 
 def test_a_user_texture_is_standardized_with_its_own_statistics(tmp_path):
