@@ -74,14 +74,14 @@ def test_area_resize_is_a_block_average(rng):
 @pytest.mark.parametrize("variant", mnist.VARIANTS)
 def test_bundled_pipeline_shapes_ranges_and_redraws(variant):
     kwargs = dict(resolution=56, batch_size=100, training=False, variant=variant,
-                  source="bundled", seed=3)
+                  source="bundled", seed=3, mnist_input="symmetric")
     ds, info = build_dataset("mnist", "validation", **kwargs)
     assert (info.num_classes, info.channels, info.num_examples) == (10, 1, 500)
     first, labels = _images(ds)
     second, labels2 = _images(ds)
     assert first.shape == (500, 56, 56, 1) and first.dtype == np.float32
     assert labels.dtype == np.int32 and np.array_equal(labels, labels2)
-    assert info.input_convention.value_range == (-1.0, 1.0) == mnist.VALUE_RANGE
+    assert info.input_convention.value_range == (-1.0, 1.0) == mnist.SYMMETRIC_RANGE
     assert first.min() >= -1.0 and first.max() <= 1.0  # zero-centred: black -1, white 1
     assert np.mean(np.abs(first - second).reshape(500, -1).max(axis=1) > 0) > 0.95, \
         "positions (and noise, texture) must be re-drawn on every pass"
@@ -112,7 +112,7 @@ def test_lower_resolutions_are_area_downscaled_from_56():
 @pytest.mark.parametrize("variant", ["plain", "textured"])
 def test_examples_with_ink_match_the_pipeline_and_locate_the_digit(variant):
     kwargs = dict(resolution=28, batch_size=100, variant=variant, source="bundled", seed=4)
-    ds, _ = build_dataset("mnist", "validation", training=False, **kwargs)
+    ds, info = build_dataset("mnist", "validation", training=False, **kwargs)
     with_ink = mnist.evaluation_examples_with_ink("validation", **kwargs)
     for _ in range(2):  # pass after pass: the same images as the pipeline's
         images, labels = _images(ds)
@@ -125,10 +125,11 @@ def test_examples_with_ink_match_the_pipeline_and_locate_the_digit(variant):
     np.testing.assert_allclose(ink.sum(axis=(1, 2, 3)),
                                digits.sum(axis=(1, 2, 3)) / 255.0 / 4, rtol=1e-4)
     assert ink.min() >= 0.0 and ink.max() <= 1.0
-    if variant == "plain":  # no background: image = 2 * ink - 1 exactly
-        np.testing.assert_allclose(images, 2.0 * ink - 1.0, atol=1e-6)
+    low, high = info.input_convention.value_range
+    if variant == "plain":  # no background: the image is the ink, mapped onto the model's range
+        np.testing.assert_allclose(images, ink * (high - low) + low, atol=1e-5)
     else:  # over grass, the image is brighter than the bare digit everywhere off the strokes
-        assert np.mean(images[ink == 0] > -1.0) > 0.99
+        assert np.mean(images[ink == 0] > low + 1e-3) > 0.99
 
 
 def test_bundled_split_sizes_balance_and_disjointness():
@@ -252,3 +253,66 @@ def test_bad_arguments_fail_fast_with_clear_errors(kwargs, message):
         build_dataset("mnist", args.pop("split"), **args)
     with pytest.raises(ValueError, match="Unknown dataset 'cifar10'.*imagenet2012"):
         build_dataset("cifar10", "train", resolution=28, batch_size=8, training=True)
+
+
+# ------------------------------------------------------------------------------- the MNIST input
+def test_canvas_statistics_are_those_of_the_data():
+    """CANVAS_STATISTICS are constants; recomputed from the bundled digits they must agree."""
+    for variant in mnist.VARIANTS:
+        mean, std = mnist.canvas_statistics(variant)
+        assert mnist.CANVAS_STATISTICS[variant] == pytest.approx((mean, std), abs=2e-5), variant
+
+
+@pytest.mark.parametrize("variant", mnist.VARIANTS)
+def test_standardized_input_is_zero_mean_unit_std_for_every_variant(variant):
+    """The default input centres and scales each variant: a plain 56 px canvas (mean ~0.03)
+    and a grass one (mean ~0.48) both come out near mean 0, std 1, on another split."""
+    ds, info = build_dataset("mnist", "validation", resolution=56, batch_size=250,
+                             training=False, variant=variant, source="bundled", seed=2)
+    images, _ = _images(ds)
+    assert abs(images.mean()) < 0.05 and abs(images.std() - 1.0) < 0.05, (
+        variant, images.mean(), images.std())
+    mean, std = mnist.CANVAS_STATISTICS[variant]
+    assert info.input_convention.value_range == pytest.approx(((0 - mean) / std,
+                                                               (1 - mean) / std))
+    # The same map at 28 px: area downscaling keeps the mean, so it stays centred.
+    small, _ = _images(build_dataset("mnist", "validation", resolution=28, batch_size=250,
+                                     training=False, variant=variant, source="bundled",
+                                     seed=2)[0])
+    assert abs(small.mean()) < 0.05
+
+
+@pytest.mark.parametrize("mnist_input, expected", [
+    ("unit", (0.0, 1.0)), ("symmetric", (-1.0, 1.0)),
+    ("centered", (-mnist.CANVAS_STATISTICS["plain"][0], 1 - mnist.CANVAS_STATISTICS["plain"][0]))])
+def test_unit_symmetric_and_centered_inputs(mnist_input, expected):
+    ds, info = build_dataset("mnist", "test", resolution=28, batch_size=500, training=False,
+                             source="bundled", seed=1, mnist_input=mnist_input)
+    images, _ = _images(ds)
+    assert info.input_convention.value_range == pytest.approx(expected)
+    assert images.min() == pytest.approx(expected[0]) and images.max() <= expected[1] + 1e-6
+
+
+def test_a_user_texture_is_standardized_with_its_own_statistics(tmp_path):
+    """A white texture image: its canvases are all 1, not grass; the range must follow it,
+    and be the same for every split (computed from the training digits)."""
+    path = tmp_path / "bright.png"
+    bright = np.full([60, 60, 1], 230, np.uint8)
+    bright[::2] = 250  # some spread, so the std is not 0
+    path.write_bytes(tf.io.encode_png(bright).numpy())
+    ranges = {split: build_dataset("mnist", split, resolution=28, batch_size=100,
+                                   training=False, variant="textured", source="bundled",
+                                   texture=str(path))[1].input_convention.value_range
+              for split in ("train", "test")}
+    assert ranges["train"] == ranges["test"]
+    assert ranges["train"] != pytest.approx(mnist.model_value_range("textured"))
+    images, _ = _images(build_dataset("mnist", "test", resolution=56, batch_size=250,
+                                      training=False, variant="textured", source="bundled",
+                                      texture=str(path))[0])
+    assert abs(images.mean()) < 0.1
+
+
+def test_unknown_mnist_input_is_refused():
+    with pytest.raises(ValueError, match="Unknown MNIST input 'half'.*standardized"):
+        build_dataset("mnist", "test", resolution=28, batch_size=8, training=False,
+                      source="bundled", mnist_input="half")

@@ -22,8 +22,14 @@ from tf_pyramid.modeling import ImagePreprocessor
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
-def _layer(dataset, resolution):
-    return ImagePreprocessor.from_convention(input_convention(dataset, resolution))
+def _layer(dataset, resolution, variant="plain"):
+    return ImagePreprocessor.from_convention(input_convention(dataset, resolution, variant))
+
+
+def _to_pixels(images, info):
+    """Model-ready images of a pipeline -> 0-255 floats, by its convention's value range."""
+    low, high = info.input_convention.value_range
+    return (images - np.float32(low)) / np.float32(high - low) * np.float32(255.0)
 
 
 # ---------------------------------------------------------------------- the layer by itself
@@ -31,7 +37,8 @@ def test_config_round_trip_and_validation():
     layer = ImagePreprocessor(28, 1, (-1, 1), "area", name="p")
     again = ImagePreprocessor.from_config(layer.get_config())
     assert again.get_config() == layer.get_config()
-    assert layer.convention() == input_convention("mnist", 28).get_config()
+    assert layer.convention() == input_convention("mnist", 28,
+                                                  mnist_input="symmetric").get_config()
     assert again.input_range == (0.0, 255.0)
     with pytest.raises(ValueError, match="resize_method must be one of"):
         ImagePreprocessor(28, 1, (-1, 1), "bicubic")
@@ -56,7 +63,8 @@ def test_dtypes_ranks_and_channels():
     np.testing.assert_allclose(rgb(one), rgb(np.repeat(one, 3, axis=-1)), atol=0)  # grey -> RGB
     # The right size is an identity: only the scale applies.
     np.testing.assert_allclose(rgb(pixels), pixels / np.float32(127.5) - 1, atol=1e-6)
-    assert float(tf.reduce_min(gray(np.full([1, 9, 9, 1], 300.0)))) == 1.0  # clipped
+    assert float(tf.reduce_min(gray(np.full([1, 9, 9, 1], 300.0)))) == pytest.approx(
+        gray.value_range[1])  # clipped to white
     with pytest.raises(ValueError, match="1, 3 or 4 channels"):
         gray(np.zeros([1, 28, 28, 2], np.float32))
     with pytest.raises(TypeError, match="pixel values"):
@@ -80,17 +88,19 @@ def test_mnist_evaluation_pipeline_equals_the_layer_on_its_canvases(variant, res
     """The same seed draws the same canvases at every resolution: the 56 px pipeline gives the
     canvases themselves (mapped back to 0-255), the layer takes them to `resolution`."""
     def first_batch(r):
-        dataset, _ = build_dataset("mnist", "test", resolution=r, batch_size=64, training=False,
-                                   variant=variant, source="bundled", seed=11)
-        return next(iter(dataset))[0].numpy()
+        dataset, info = build_dataset("mnist", "test", resolution=r, batch_size=64,
+                                      training=False, variant=variant, source="bundled", seed=11)
+        return next(iter(dataset))[0].numpy(), info
 
-    canvases = (first_batch(56) + 1.0) * np.float32(127.5)  # 0-255 floats
-    expected = first_batch(resolution)
-    layer = _layer("mnist", resolution)
-    np.testing.assert_allclose(layer(canvases), expected, atol=1e-6)
+    canvases = _to_pixels(*first_batch(56))  # 0-255 floats
+    expected = first_batch(resolution)[0]
+    layer = _layer("mnist", resolution, variant)
+    # 1e-6 of the [-1, 1] scale: float32 rounding grows with the range's width.
+    tolerance = 1e-6 * (layer.value_range[1] - layer.value_range[0]) / 2
+    np.testing.assert_allclose(layer(canvases), expected, atol=tolerance)
     if variant != "textured":  # the canvases are whole pixel values: uint8 holds them exactly
         pixels = np.round(canvases).astype(np.uint8)
-        np.testing.assert_allclose(layer(pixels), expected, atol=1e-6)
+        np.testing.assert_allclose(layer(pixels), expected, atol=tolerance)
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +158,14 @@ def _digits(count=24):
     """Bundled digits on their 56 px canvases (uint8), the 28 px model inputs the evaluation
     pipeline makes of them, and their labels."""
     def first(r):
-        dataset, _ = build_dataset("mnist", "test", resolution=r, batch_size=count,
-                                   training=False, source="bundled", seed=5)
+        dataset, info = build_dataset("mnist", "test", resolution=r, batch_size=count,
+                                      training=False, source="bundled", seed=5)
         images, labels = next(iter(dataset))
-        return images.numpy(), labels.numpy()
+        return _to_pixels(images.numpy(), info), labels.numpy()
     canvases, labels = first(56)
-    return np.round((canvases + 1) * 127.5).astype(np.uint8), first(28)[0], labels
+    low, high = input_convention("mnist", 28).value_range
+    model_ready = first(28)[0] / np.float32(255.0) * np.float32(high - low) + np.float32(low)
+    return np.round(canvases).astype(np.uint8), model_ready, labels
 
 
 @pytest.mark.parametrize("name", ["mnist_m2", "mnist_bl2"])
@@ -237,7 +249,8 @@ def test_a_model_saved_before_the_layer_loads_with_its_convention_as_the_layer(t
     with open(os.path.join(DATA, "pyramid_v0_3.json")) as f:
         reference = json.load(f)
     model = keras.saving.load_model(path)
-    assert model.preprocessor.convention() == input_convention("mnist", 8).get_config()
+    assert model.preprocessor.convention() == input_convention(
+        "mnist", 8, mnist_input="symmetric").get_config()  # the range it was trained on
     pixels = np.array(reference["pixels"], np.uint8)
     np.testing.assert_allclose(model.predict(pixels, verbose=0)["logits"],
                                reference["logits"], atol=1e-5)

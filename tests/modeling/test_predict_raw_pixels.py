@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.helpers import run_module, run_script, tiny_args
+from tf_pyramid.data import mnist
 
 CHILD = r"""
 import json, sys
@@ -15,12 +16,13 @@ model_dir, seed = sys.argv[1], int(sys.argv[2])
 keras.utils.set_random_seed(seed)  # as the trainer: its global seed is part of the draws
 model = keras.saving.load_model(model_dir + "/model.keras")
 # The evaluation split's canvases (56 px), drawn with the run's seed: the images its own
-# evaluation saw, before the pipeline's resize to 28 px and its [-1, 1] scaling.
+# evaluation saw, before the pipeline's resize to 28 px and its standardisation ([0, 1] here).
 dataset, _ = build_dataset("mnist", "validation", resolution=56, batch_size=500, training=False,
-                           source="bundled", seed=seed)
+                           source="bundled", seed=seed, mnist_input="unit")
 canvases, labels = (t.numpy() for t in next(iter(dataset)))
-pixels = np.round((canvases + 1.0) * 127.5).astype(np.uint8)
-report = {"class": type(model.preprocessor).__name__, "count": len(labels)}
+pixels = np.round(canvases * 255.0).astype(np.uint8)
+report = {"class": type(model.preprocessor).__name__, "count": len(labels),
+          "value_range": list(model.preprocessor.value_range)}
 for name, images in (("uint8", pixels), ("float", pixels.astype(np.float32))):
     logits = model.predict(images, batch_size=100, verbose=0)["logits"]
     report[name] = float(np.mean(np.argmax(logits, -1) == labels))
@@ -49,6 +51,8 @@ def test_load_model_predicts_raw_pixels_with_the_runs_own_accuracy(tmp_path):
 
     report = json.loads(run_script(CHILD, str(run), str(seed)).stdout.strip().splitlines()[-1])
     assert report["class"] == "ImagePreprocessor" and report["count"] == 500
+    low, high = mnist.model_value_range("plain")  # trained on the standardised input
+    assert report["value_range"] == pytest.approx([low, high])
     # The same images as the run's evaluation: the same accuracy (one image of slack for a
     # rounding difference at an attention threshold).
     assert abs(report["uint8"] - evaluated) <= 1 / 500, (report, evaluated)

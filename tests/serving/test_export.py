@@ -19,7 +19,7 @@ PYRAMID_SIGNATURES = ["serving_default", "level_1", "level_2", "level_3", "anyti
                       "serving_bytes"]
 OUTPUTS = ["classes", "levels_used", "macs", "num_locations", "probabilities"]
 TOP_K = ["top_k_classes", "top_k_probabilities"]
-CONVENTION = input_convention("mnist", SIDE)  # 1 channel, [-1, 1], area resize
+CONVENTION = input_convention("mnist", SIDE, mnist_input="symmetric")  # 1 channel, [-1, 1], area
 
 
 def _pixels(seed, n, height=SIDE, width=SIDE, channels=1):

@@ -10,8 +10,8 @@ from tests.helpers import IMAGE_SIDE as SIDE
 from tests.helpers import encoded_files, pil_pixels, smooth_image
 from tf_pyramid.serving import preprocessing
 
-MNIST_28 = input_convention("mnist", 28)
-MNIST_56 = input_convention("mnist", 56)
+MNIST_28 = input_convention("mnist", 28, mnist_input="symmetric")  # [-1, 1]: easy to check
+MNIST_56 = input_convention("mnist", 56, mnist_input="symmetric")
 IMAGENET_32 = input_convention("imagenet2012", 32)
 IMAGENET_64 = input_convention("imagenet2012", 64)
 

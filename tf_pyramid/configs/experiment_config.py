@@ -55,6 +55,10 @@ class DataConfig:
         "each file's path: the same files on every run and machine).", kind="float")
     texture: Optional[str] = setting(None, "texture", "Background image for --variant=textured "
                                      "(default: the scikit-image grass photo).")
+    mnist_input: str = setting(
+        "standardized", "mnist_input", "MNIST model input: 'standardized' ((x - mean) / std with "
+        "the variant's canvas statistics), 'unit' ([0, 1]) or 'symmetric' ([-1, 1]) "
+        "(docs/data.md, MNIST input).")
 
 
 @dataclasses.dataclass
@@ -265,6 +269,8 @@ class ExperimentConfig:
         config.stages = [cls.from_dict(stage) for stage in data.get("stages") or []]
         if data.get("run") is not None:
             config.run = _dataclass_from(RunFacts, data["run"])
+        if "mnist_input" not in (data.get("data") or {}):
+            _mnist_input_of_older_run(config)
         return config
 
     @classmethod
@@ -273,7 +279,23 @@ class ExperimentConfig:
         config = cls.from_flag_values({k: v for k, v in data.items() if k in FLAG_FIELDS})
         if run is not None:
             config.run = _dataclass_from(RunFacts, run)
+        if "mnist_input" not in data:
+            _mnist_input_of_older_run(config)
         return config
+
+
+# The value ranges MNIST runs used before `mnist_input` existed, and the setting that gives each.
+OLDER_MNIST_RANGES = {(0.0, 1.0): "unit", (-1.0, 1.0): "symmetric"}
+
+
+def _mnist_input_of_older_run(config):
+    """A config.json written before `mnist_input`: the setting that gives the value range its
+    run trained on (`run.input_convention`), so that evaluating or resuming it builds the data
+    it saw; unchanged when the run facts do not say."""
+    convention = (config.run.input_convention if config.run else None) or {}
+    value_range = tuple(float(v) for v in convention.get("value_range") or ())
+    if config.data.dataset == "mnist" and value_range in OLDER_MNIST_RANGES:
+        config.data.mnist_input = OLDER_MNIST_RANGES[value_range]
 
 
 def is_flat(data):

@@ -22,7 +22,6 @@ from tf_pyramid.data.skipped_image_counter import SkippedImageCounter
 DATASETS = ("mnist",) + tuple(sources.SOURCES)  # mnist, imagenet2012, tfrecord, folder
 SPLITS = sources.SPLITS
 IMAGE_VALUE_RANGE = (-1.0, 1.0)
-MNIST_VALUE_RANGE = mnist.VALUE_RANGE  # (-1, 1), as IMAGE_VALUE_RANGE: zero-centred inputs
 MNIST_SHUFFLE_BUFFER = 60_000  # every digit: they are 784 bytes each
 _WORKER_SEED_STRIDE = 1_000_003
 
@@ -37,10 +36,14 @@ def image_ops_after_decode(training, resolution):
     return (("resize_antialiased", {"size": resolution, "value_range": IMAGE_VALUE_RANGE}),)
 
 
-def input_convention(dataset, resolution):
-    """The `InputConvention` of models trained on `dataset` at `resolution` (no data is read)."""
+def input_convention(dataset, resolution, variant="plain", mnist_input=mnist.DEFAULT_MNIST_INPUT,
+                     texture=None, digits=None):
+    """The `InputConvention` of models trained on `dataset` at `resolution`. MNIST: the value
+    range of `variant` under `mnist_input` (`mnist.model_value_range`; no data is read, except the
+    training `digits` composed with a user's `texture` image)."""
     if dataset == "mnist":
-        return InputConvention(resolution, 1, MNIST_VALUE_RANGE, "area")
+        value_range = mnist.model_value_range(variant, mnist_input, texture, digits)
+        return InputConvention(resolution, 1, value_range, "area")
     return InputConvention(resolution, 3, IMAGE_VALUE_RANGE, "bilinear")
 
 
@@ -62,7 +65,8 @@ def _check_choice(name, value, choices, label=None):
         raise DatasetArgumentError(name, value, choices=choices, label=label)
 
 
-def check_arguments(dataset, *, resolution, variant="plain", source="tfds"):
+def check_arguments(dataset, *, resolution, variant="plain", source="tfds",
+                    mnist_input=mnist.DEFAULT_MNIST_INPUT):
     """The checks of `build_dataset`'s arguments that need no data: the one place they live (the
     trainer runs them before any work). Raises `DatasetArgumentError`."""
     _check_choice("dataset", dataset, DATASETS)
@@ -71,6 +75,7 @@ def check_arguments(dataset, *, resolution, variant="plain", source="tfds"):
     if dataset == "mnist":
         _check_choice("variant", variant, mnist.VARIANTS, label="MNIST variant")
         _check_choice("source", source, mnist.SOURCES, label="MNIST source")
+        _check_choice("mnist_input", mnist_input, mnist.MNIST_INPUTS, label="MNIST input")
         if mnist.CANVAS_SIZE % resolution:
             raise DatasetArgumentError(
                 "resolution", resolution, label="MNIST resolution",
@@ -89,10 +94,12 @@ def _example_seeds(seed, input_context):
 def build_dataset(dataset, split, *, resolution, batch_size, training, variant="plain",
                   source="tfds", data_dir=None, texture=None, seed=None, strict=False,
                   input_context=None, drop_remainder=False, class_names=None,
-                  validation_fraction=None, for_service=False):
+                  validation_fraction=None, for_service=False,
+                  mnist_input=mnist.DEFAULT_MNIST_INPUT):
     """Batches `(images float32 [B, r, r, C], labels int32 [B])` and a `DatasetInfo`.
 
-    dataset: "mnist" (C = 1, values in [-1, 1]) or ImageNet-style "imagenet2012" (tfds),
+    dataset: "mnist" (C = 1, values in the range `mnist_input` gives: by default standardised
+      per variant, `mnist.model_value_range`; `info.input_convention.value_range`) or ImageNet-style "imagenet2012" (tfds),
       "tfrecord" (Inception/slim TFRecords in `data_dir`), "folder" (`data_dir/<split>/<class>/`
       or `data_dir/<class>/`; nothing is written there) (C = 3, values in [-1, 1]).
     training: shuffle and augment (not repeated: the caller counts epochs). Evaluation data keeps
@@ -110,7 +117,8 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
       TensorFlow variables or Python steps in it, so ImageNet-style pipelines skip undecodable
       images without counting them (`DatasetInfo.skipped_images` is None).
     """
-    check_arguments(dataset, resolution=resolution, variant=variant, source=source)
+    check_arguments(dataset, resolution=resolution, variant=variant, source=source,
+                    mnist_input=mnist_input)
     _check_choice("split", split, SPLITS)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
@@ -121,7 +129,7 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
             raise ValueError("MNIST has fixed splits and digit classes: class_names and "
                              "validation_fraction apply to ImageNet-style datasets only.")
         examples, info = _mnist_examples(split, resolution, training, variant, source, data_dir,
-                                         texture, seed, input_context)
+                                         texture, seed, input_context, mnist_input)
     else:
         examples, info = _image_examples(dataset, split, resolution, training, data_dir, seed,
                                          strict, input_context, for_service,
@@ -138,22 +146,30 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
 
 
 def _mnist_examples(split, resolution, training, variant, source, data_dir, texture, seed,
-                    input_context):
+                    input_context, mnist_input):
     texture_image = mnist.load_texture(texture) if variant == "textured" else None
     digits, labels = mnist.load_digits(split, source, data_dir)
+    training_digits = None  # a user's texture: its statistics from the training digits
+    if variant == "textured" and texture is not None and mnist_input in ("standardized",
+                                                                         "centered"):
+        training_digits = digits if split == "train" else mnist.load_digits(
+            "train", source, data_dir)[0]
+    convention = input_convention("mnist", resolution, variant, mnist_input, texture,
+                                  training_digits)
     records = tf.data.Dataset.from_tensor_slices((digits, labels))
     if input_context is not None and input_context.num_input_pipelines > 1:
         records = records.shard(input_context.num_input_pipelines,
                                 input_context.input_pipeline_id)
     if training:
         records = records.shuffle(MNIST_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-    example = mnist.make_example_fn(variant, resolution, texture_image)
+    example = mnist.make_example_fn(variant, resolution, texture_image,
+                                    convention.value_range)
     examples = tf.data.Dataset.zip((records, _example_seeds(seed, input_context))).map(
         lambda record, example_seed: example(record[0], record[1], example_seed),
         num_parallel_calls=tf.data.AUTOTUNE)
     info = DatasetInfo(num_classes=mnist.NUM_CLASSES,
                        num_examples=mnist.split_size(split, source), class_names=None,
-                       input_convention=input_convention("mnist", resolution))
+                       input_convention=convention)
     return examples, info
 
 

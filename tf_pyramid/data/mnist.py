@@ -4,8 +4,10 @@ The 28 x 28 digit lands at a uniformly drawn position of a black 56 x 56 canvas;
 10% of the canvas pixels (half black, half white); `textured` puts the digit over a random 56 x 56
 crop of a grass photograph. All of it is drawn again each time an example is read (every epoch,
 every evaluation pass), from a per-example stateless seed. Sessions at 28 and 14 px are
-area-downscaled from the 56 px image. Model inputs are in [-1, 1] (`VALUE_RANGE`): black -1,
-white 1.
+area-downscaled from the 56 px image. Examples are composed in [0, 1] (black 0, white 1) and
+mapped linearly onto the model's input range last (`MNIST_INPUTS`, docs/data.md "MNIST input"):
+by default standardised per variant, (x - mean) / std with the mean and standard deviation of the
+variant's 56 px canvases (`CANVAS_STATISTICS`); `unit` keeps [0, 1], `symmetric` maps to [-1, 1].
 
 Digit sources: `tfds` (`mnist`: train -> all but the last 5,000 / the last 5,000 as train /
 validation, i.e. 55,000 / 5,000 of the real 60,000, test -> 10,000) and `bundled` (the 5,000 real
@@ -26,11 +28,27 @@ NUM_CLASSES = 10
 VARIANTS = ("plain", "noisy", "textured")
 SOURCES = ("tfds", "bundled")
 NOISE_FRACTION = 0.1
-# The model input range. Examples are composed in [0, 1] (black canvas, white digit) and mapped
-# onto it last. Zero-centred, as the ImageNet-style inputs: with [0, 1] inputs the paper's Adam
-# learning rate of 0.01 leaves textured MNIST at chance (loss flat at ln 10), see
-# docs/reproduction.md.
-VALUE_RANGE = (-1.0, 1.0)
+# The model's input range, a linear map of the composed [0, 1] example (so of pixels 0-255):
+# "standardized" (default): (x - mean) / std per variant, from CANVAS_STATISTICS; "centered":
+# x - mean (the pixel scale kept); "unit": [0, 1] as composed; "symmetric": [-1, 1]. Why standardised: [0, 1] leaves textured MNIST at chance at
+# the paper's learning rate (a grass canvas averages ~0.45, far from zero), while [-1, 1] puts a
+# plain 56 px canvas (mean ~0.03) at ~-0.93 and costs plain MNIST accuracy (docs/deviations.md).
+MNIST_INPUTS = ("standardized", "centered", "unit", "symmetric")
+DEFAULT_MNIST_INPUT = "standardized"
+UNIT_RANGE = (0.0, 1.0)
+VALUE_RANGE = SYMMETRIC_RANGE = (-1.0, 1.0)  # `VALUE_RANGE`: the name of tf_pyramid <= 0.4
+# Mean and standard deviation of each variant's 56 px canvases in [0, 1] (the bundled training
+# digits, one draw each, the default grass texture): `canvas_statistics(variant)` recomputes
+# them and tests/data/test_mnist.py checks these figures against it. One pair per variant, not per
+# resolution: area downscaling keeps the mean, and one map per variant keeps the pyramid's levels
+# (downscaled inside the model) and a gradual chain's 28 -> 56 px weights on the same scale.
+CANVAS_STATISTICS = {
+    "plain": (0.03271, 0.16410),
+    "noisy": (0.07957, 0.26267),
+    "textured": (0.48062, 0.17295),
+}
+STATISTICS_SEED = 0
+CUSTOM_TEXTURE_SAMPLE = 1_000  # training digits composed with a user's texture image
 
 # Counted from the end, so that the validation split is the last 5,000 digits of any prepared
 # train split (on real MNIST: exactly train[:55000] / train[55000:]).
@@ -109,7 +127,7 @@ def _compose(digit, seed, variant, texture):
     return image, canvas
 
 
-def make_example_fn(variant, resolution, texture=None, value_range=VALUE_RANGE):
+def make_example_fn(variant, resolution, texture=None, value_range=SYMMETRIC_RANGE):
     """(digit uint8 [28, 28, 1], label, seed) -> (image float32 [r, r, 1] in `value_range`,
     label); the composition is done in [0, 1] and mapped linearly onto `value_range` last."""
     if variant == "textured":
@@ -124,7 +142,7 @@ def make_example_fn(variant, resolution, texture=None, value_range=VALUE_RANGE):
     return example
 
 
-def make_example_with_ink_fn(variant, resolution, texture=None, value_range=VALUE_RANGE):
+def make_example_with_ink_fn(variant, resolution, texture=None, value_range=SYMMETRIC_RANGE):
     """Like `make_example_fn` (same image for the same seed), plus the digit's ink map
     float32 [r, r, 1] in [0, 1]: the digit alone on its canvas, downscaled like the image. It
     says where the digit is, whatever the background (attention quality measures use it)."""
@@ -142,8 +160,11 @@ def make_example_with_ink_fn(variant, resolution, texture=None, value_range=VALU
 
 def evaluation_examples_with_ink(split, *, resolution, batch_size, variant="plain",
                                  source="tfds", data_dir=None, texture=None, seed=None,
-                                 value_range=VALUE_RANGE):
+                                 value_range=None):
     """Batches (images, labels, ink maps) of an evaluation split, in stored order.
+
+    value_range: the images' (low, high); default that of the default `mnist_input` (pass the
+    model's own, `model.preprocessor.value_range`, for a model trained on another).
 
     The images are those `builder.build_dataset(..., training=False, seed=seed)` yields, pass for
     pass: the same records, the same per-example seed stream (re-drawn on every iteration), the
@@ -159,6 +180,11 @@ def evaluation_examples_with_ink(split, *, resolution, batch_size, variant="plai
                          f"{resolution}.")
     texture_image = load_texture(texture) if variant == "textured" else None
     digits, labels = load_digits(split, source, data_dir)
+    if value_range is None:
+        training_digits = (load_digits("train", source, data_dir)[0]
+                           if variant == "textured" and texture is not None else None)
+        value_range = model_value_range(variant, texture=texture,
+                                        digits=training_digits)
     records = tf.data.Dataset.from_tensor_slices((digits, labels))
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
         2, drop_remainder=True)  # as the pipeline draws them (one stream, one worker)
@@ -169,6 +195,78 @@ def evaluation_examples_with_ink(split, *, resolution, batch_size, variant="plai
     options = tf.data.Options()
     options.deterministic = True
     return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+# ----------------------------------------------------------------------------------- input range
+def standardized_range(mean, std):
+    """The (low, high) onto which [0, 1] maps so that x -> (x - mean) / std."""
+    return ((0.0 - mean) / std, (1.0 - mean) / std)
+
+
+def canvas_statistics(variant, digits=None, texture=None, seed=STATISTICS_SEED):
+    """(mean, std) of `variant`'s 56 px canvases in [0, 1], float, from one draw per digit.
+
+    digits: uint8 [N, 28, 28, 1]; default the bundled training digits (4,000). texture: as for
+    `load_texture` (None: the grass photo). Deterministic for given digits, texture and seed.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown MNIST variant {variant!r}; expected one of {list(VARIANTS)}.")
+    if digits is None:
+        digits = _bundled_digits("train")[0]
+    texture_image = tf.constant(load_texture(texture)) if variant == "textured" else None
+    seeds = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64),
+                                                   num=len(digits))
+    compose = tf.function(lambda digit, example_seed: _compose(digit, example_seed, variant,
+                                                               texture_image)[0])
+    total = total_squares = 0.0
+    for start in range(0, len(digits), 500):
+        batch = tf.map_fn(lambda args: compose(*args),
+                          (tf.constant(digits[start:start + 500]), seeds[start:start + 500]),
+                          fn_output_signature=tf.float32).numpy().astype(np.float64)
+        total += batch.sum()
+        total_squares += np.square(batch).sum()
+    count = len(digits) * CANVAS_SIZE * CANVAS_SIZE
+    mean = total / count
+    return float(mean), float(np.sqrt(total_squares / count - mean * mean))
+
+
+def model_value_range(variant="plain", mnist_input=DEFAULT_MNIST_INPUT, texture=None,
+                      digits=None):
+    """The model input range of an MNIST variant under `mnist_input` (see `MNIST_INPUTS`).
+
+    "standardized" and "centered" with the default texture read `CANVAS_STATISTICS`; with another
+    `texture`
+    image, the textured statistics are computed from `digits` (the caller passes the training
+    digits, the same for every split) and that image.
+    """
+    if mnist_input not in MNIST_INPUTS:
+        raise ValueError(f"Unknown MNIST input {mnist_input!r}; expected one of "
+                         f"{list(MNIST_INPUTS)}.")
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown MNIST variant {variant!r}; expected one of {list(VARIANTS)}.")
+    if mnist_input == "unit":
+        return UNIT_RANGE
+    if mnist_input == "symmetric":
+        return SYMMETRIC_RANGE
+    if variant == "textured" and texture is not None:
+        mean, std = _custom_texture_statistics(texture, digits)
+    else:
+        mean, std = CANVAS_STATISTICS[variant]
+    if mnist_input == "centered":
+        return (0.0 - mean, 1.0 - mean)
+    return standardized_range(mean, std)
+
+
+_CUSTOM_TEXTURE_CACHE = {}
+
+
+def _custom_texture_statistics(texture, digits):
+    """Textured statistics for a texture image of the user's, once per process and image."""
+    key = (texture, None if digits is None else len(digits))
+    if key not in _CUSTOM_TEXTURE_CACHE:
+        sample = None if digits is None else digits[:CUSTOM_TEXTURE_SAMPLE]
+        _CUSTOM_TEXTURE_CACHE[key] = canvas_statistics("textured", sample, texture)
+    return _CUSTOM_TEXTURE_CACHE[key]
 
 
 # ----------------------------------------------------------------------------------------- sources

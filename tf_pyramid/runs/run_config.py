@@ -28,6 +28,7 @@ INCOMPATIBLE = {
     "dtype_policy": "the checkpoint's optimizer state is laid out for its own policy (mixed_float16 "
                     "keeps it inside a loss-scale wrapper) and the run's numerics would change "
                     "mid-run; start a new run with --init_from instead",
+    "mnist_input": "the weights were learnt on MNIST inputs of another value range",
 }
 # Facts of the data (config.json's `run` section) that must not change either.
 INCOMPATIBLE_RUN = {

@@ -53,7 +53,8 @@ def build_run_dataset(config, split, *, training, resolution, class_names=None,
         training=training, variant=data.variant, source=data.source, data_dir=data.data_dir,
         texture=data.texture, seed=config.trainer.seed, input_context=input_context,
         drop_remainder=training, class_names=class_names,
-        validation_fraction=data.validation_fraction, for_service=for_service)
+        validation_fraction=data.validation_fraction, for_service=for_service,
+        mnist_input=data.mnist_input)
 
 
 def learning_rate_schedule(config, total_steps):

@@ -17,7 +17,7 @@ from tf_pyramid.configs.experiment_config import FLAG_FIELDS
 from tf_pyramid.data import DATASETS, SPLITS
 from tf_pyramid.data.builder import DatasetArgumentError
 from tf_pyramid.data.builder import check_arguments as check_dataset_arguments
-from tf_pyramid.data.mnist import VARIANTS
+from tf_pyramid.data.mnist import MNIST_INPUTS, VARIANTS
 from tf_pyramid.modeling import MODEL_NAMES, input_checks, is_pyramid, learning_rule, precision
 from tf_pyramid.modeling import StepDecay, levels_for_resolution
 from tf_pyramid.modeling.architectures import architecture
@@ -29,7 +29,7 @@ IMAGENET_LEARNING_RATE = 0.001
 LIST_FLAGS_OF_NUMBERS = {"c_t": "3.2,13.5", "level_weights": "1,1", "lr_decay_at": "0.8,0.9",
                          "anytime_thresholds": "0.5,0.9,1.01"}
 CHOICES = {"model": MODEL_NAMES, "dataset": DATASETS, "variant": VARIANTS,
-           "strategy": STRATEGIES}
+           "mnist_input": MNIST_INPUTS, "strategy": STRATEGIES}
 DEFINE = {"string": flags.DEFINE_string, "integer": flags.DEFINE_integer,
           "float": flags.DEFINE_float, "boolean": flags.DEFINE_boolean,
           "list": flags.DEFINE_list}
@@ -206,7 +206,7 @@ def resolve_config(config, planned_init_from=False):
 
     try:  # the data package's own checks; the error names the flag
         check_dataset_arguments(data.dataset, resolution=model.resolution, variant=data.variant,
-                                source=data.source)
+                                source=data.source, mnist_input=data.mnist_input)
     except DatasetArgumentError as error:
         if error.choices is not None:
             _check_choice(error.key, error.value, error.choices)

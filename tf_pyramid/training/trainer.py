@@ -45,6 +45,7 @@ from tf_pyramid.runs import checkpoints, files, run_config
 from tf_pyramid.runs import lock as run_lock
 from tf_pyramid.modeling import is_pyramid
 from tf_pyramid.training import actions as actions_lib
+from tf_pyramid.training import loss_spikes
 from tf_pyramid.training import strategy as strategy_lib
 from tf_pyramid.training.flags import FlagError, ignored_pyramid_flags, resolve_config
 
@@ -78,6 +79,7 @@ class Trainer:
         self.data_service = None  # "HOST:PORT" of --data_service's dispatcher (setup)
         self.stopped_by_callback = None  # the step where a callback set model.stop_training
         self.validation_logs = None  # the last validation's scalars (for Keras callbacks)
+        self.loss_spikes = loss_spikes.LossSpikeMonitor()  # epochs of this process
         self.result = {}
 
     # ------------------------------------------------------------------------------------
@@ -424,6 +426,9 @@ class Trainer:
                 for action in actions:
                     action.after_epoch(self, epoch, logs)
                 logging.info("Epoch %d training: %s", epoch + 1, actions_lib.format_logs(logs))
+                spike = self.loss_spikes.record(epoch + 1, logs["loss"])
+                if spike:
+                    logging.warning(self.loss_spikes.message(spike))
                 if self._callback_stops(step, "after epoch"):
                     return logs
         except KeyboardInterrupt:
@@ -516,7 +521,8 @@ class Trainer:
         metrics = {"levels": result["levels"], "model": c.model.name, "split": c.evaluation.split,
                    "policy": result["policy"], "passes": result["passes"],
                    "dataset": c.data.dataset, "variant": c.data.variant,
-                   "resolution": c.model.resolution, "step": int(self.step.numpy()), **rest}
+                   "resolution": c.model.resolution, "step": int(self.step.numpy()), **rest,
+                   "loss_spikes": list(self.loss_spikes.spikes)}
         logging.info("Final evaluation (%s, %s, %d passes): %s", c.evaluation.split,
                      result["policy"], result["passes"],
                      actions_lib.format_logs(per_level.scalar_logs(result)))
