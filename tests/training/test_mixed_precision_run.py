@@ -16,10 +16,11 @@ model_dir, seed = sys.argv[1], int(sys.argv[2])
 keras.utils.set_random_seed(seed)
 model = keras.saving.load_model(model_dir + "/model.keras")
 # The run's evaluation images (56 px canvases, the run's seed) as 0-255 pixels.
-dataset, _ = build_dataset("mnist", "validation", resolution=56, batch_size=500, training=False,
-                           source="bundled", seed=seed)
+dataset, info = build_dataset("mnist", "validation", resolution=56, batch_size=500,
+                              training=False, source="bundled", seed=seed)
 canvases, labels = (t.numpy() for t in next(iter(dataset)))
-pixels = np.round((canvases + 1.0) * 127.5).astype(np.uint8)
+low, high = info.input_convention.value_range  # the model's range: back to 0-255
+pixels = np.round((canvases - low) / (high - low) * 255.0).astype(np.uint8)
 report = {"policy": model.dtype_policy.name,
           "fe_dtype": model.feature_extraction.conv0.compute_dtype, "count": len(labels),
           "weights": sorted({v.dtype for v in model.weights})}
