@@ -1,4 +1,4 @@
-"""The traversal gives the outputs it gave before the serving-latency rewrite (issue 26).
+"""The traversal gives the outputs it gave before the serving-latency rewrite (0.3).
 
 tests/modeling/data/traversal_v0_4.npz holds the outputs of the traversal as it was before
 (written by `python -m tests.modeling.traversal_cases`): training=True sampling with a seed
@@ -42,7 +42,7 @@ def test_anytime_equals_the_saved_early_exit(saved, name, levels, threshold):
 def test_each_level_adds_few_ops_to_the_traced_graph():
     """At one image per request the many small ops of a level cost as much as its compute: the
     traced graph (function bodies included, constants not) grows by at most 150 ops per level.
-    The traversal before issue 26 added 174-180; a rewrite that brings per-level shape
+    The traversal before that rewrite added 174-180; a rewrite that brings per-level shape
     arithmetic back fails here."""
     import tensorflow as tf
 

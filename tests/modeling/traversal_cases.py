@@ -2,7 +2,7 @@
 
 `python -m tests.modeling.traversal_cases` (from the repository root) rewrites
 tests/modeling/data/traversal_v0_4.npz from the current code. It was written once by the
-traversal before the serving-latency rewrite (issue 26); rerun it only on purpose.
+traversal before the serving-latency rewrite (0.3); rerun it only on purpose.
 Weights come from numpy (not the Keras initialisers), so the file pins the traversal, not
 the initialisers of a Keras version.
 """
