@@ -34,6 +34,9 @@ flags.DEFINE_string("eval_split", None, "Split (default: the run's --eval_split,
 flags.DEFINE_string("dataset", None, "Override the run's dataset.")
 flags.DEFINE_string("variant", None, "Override the run's MNIST variant.")
 flags.DEFINE_string("source", None, "Override the run's MNIST source.")
+flags.DEFINE_enum("mnist_input", None, ["standardized", "centered", "unit", "symmetric"],
+                  "Override the run's MNIST input range (a bare .keras file: the one it was "
+                  "trained with).")
 flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
 flags.DEFINE_integer("batch_size", None, "Evaluation batch size.")
 flags.DEFINE_integer("eval_passes", None, "Passes averaged (MNIST re-draws positions, noise and "
@@ -83,6 +86,7 @@ def main(argv):
             checkpoint=FLAGS.checkpoint, use_checkpoint=FLAGS.use_checkpoint,
             num_passes=FLAGS.eval_passes, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
             dataset=FLAGS.dataset, variant=FLAGS.variant, source=FLAGS.source,
+            mnist_input=FLAGS.mnist_input,
             data_dir=FLAGS.data_dir and os.path.expanduser(FLAGS.data_dir),
             allow_incomplete=FLAGS.allow_incomplete, evaluators=names,
             anytime_thresholds=thresholds or None)

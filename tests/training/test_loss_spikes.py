@@ -6,7 +6,6 @@ import logging
 
 import keras
 import numpy as np
-import pytest
 
 from tests.helpers import tiny_config
 from tf_pyramid.training import Trainer
@@ -21,7 +20,8 @@ def _spikes(losses):
 
 
 def test_the_rule_on_hand_made_losses():
-    # The full-MNIST BL3 28 px run with [-1, 1] inputs (tf_pyramid 0.2): 29.9 in epoch 4, still high in epoch 5.
+    # The full-MNIST BL3 28 px run with [-1, 1] inputs (tf_pyramid 0.2): 29.9 in epoch 4,
+    # still high in epoch 5.
     assert _spikes([0.45, 0.12, 0.09, 29.9, 1.2]) == [
         {"epoch": 4, "loss": 29.9, "reference": 0.09},
         {"epoch": 5, "loss": 1.2, "reference": 0.09}]

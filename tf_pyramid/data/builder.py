@@ -2,8 +2,8 @@
 
 Pipeline shape: records (in-memory digits, or raw elements from a source) -> per-worker shard ->
 shuffle (training) -> zip with a stream of per-example stateless seeds -> one parallel map that
-parses, decodes and augments -> batch -> prefetch. Randomness comes only from the seed stream, which is
-re-randomized on every pass: positions, crops and colours change every epoch and every evaluation
+parses, decodes and augments -> batch -> prefetch. Randomness comes only from the seed stream,
+which is re-randomized on every pass: positions, crops and colours change every epoch and every evaluation
 pass, and a fixed `seed` makes the whole sequence of passes reproducible.
 """
 import functools
@@ -79,8 +79,8 @@ def check_arguments(dataset, *, resolution, variant="plain", source="tfds",
         if mnist.CANVAS_SIZE % resolution:
             raise DatasetArgumentError(
                 "resolution", resolution, label="MNIST resolution",
-                problem=f"must divide {mnist.CANVAS_SIZE} (the images are the {mnist.CANVAS_SIZE} px "
-                        "canvas area-downscaled: 56, 28, 14)")
+                problem=f"must divide {mnist.CANVAS_SIZE} (the images are the "
+                        f"{mnist.CANVAS_SIZE} px canvas area-downscaled: 56, 28, 14)")
 
 
 def _example_seeds(seed, input_context):
@@ -99,7 +99,8 @@ def build_dataset(dataset, split, *, resolution, batch_size, training, variant="
     """Batches `(images float32 [B, r, r, C], labels int32 [B])` and a `DatasetInfo`.
 
     dataset: "mnist" (C = 1, values in the range `mnist_input` gives: by default standardised
-      per variant, `mnist.model_value_range`; `info.input_convention.value_range`) or ImageNet-style "imagenet2012" (tfds),
+      per variant, `mnist.model_value_range`; `info.input_convention.value_range`) or
+      ImageNet-style "imagenet2012" (tfds),
       "tfrecord" (Inception/slim TFRecords in `data_dir`), "folder" (`data_dir/<split>/<class>/`
       or `data_dir/<class>/`; nothing is written there) (C = 3, values in [-1, 1]).
     training: shuffle and augment (not repeated: the caller counts epochs). Evaluation data keeps

@@ -30,13 +30,14 @@ SOURCES = ("tfds", "bundled")
 NOISE_FRACTION = 0.1
 # The model's input range, a linear map of the composed [0, 1] example (so of pixels 0-255):
 # "standardized" (default): (x - mean) / std per variant, from CANVAS_STATISTICS; "centered":
-# x - mean (the pixel scale kept); "unit": [0, 1] as composed; "symmetric": [-1, 1]. Why standardised: [0, 1] leaves textured MNIST at chance at
-# the paper's learning rate (a grass canvas averages ~0.45, far from zero), while [-1, 1] puts a
-# plain 56 px canvas (mean ~0.03) at ~-0.93 and costs plain MNIST accuracy (docs/deviations.md).
+# x - mean (the pixel scale kept); "unit": [0, 1] as composed; "symmetric": [-1, 1].
+# Why standardised: [0, 1] leaves textured MNIST at chance at the paper's learning rate (a grass
+# canvas averages ~0.45, far from zero), while [-1, 1] puts a plain 56 px canvas (mean ~0.03) at
+# ~-0.93 and costs plain MNIST accuracy (docs/deviations.md).
 MNIST_INPUTS = ("standardized", "centered", "unit", "symmetric")
 DEFAULT_MNIST_INPUT = "standardized"
 UNIT_RANGE = (0.0, 1.0)
-VALUE_RANGE = SYMMETRIC_RANGE = (-1.0, 1.0)  # `VALUE_RANGE`: the name of tf_pyramid <= 0.4
+VALUE_RANGE = SYMMETRIC_RANGE = (-1.0, 1.0)  # `VALUE_RANGE`: its name before 0.3
 # Mean and standard deviation of each variant's 56 px canvases in [0, 1] (the bundled training
 # digits, one draw each, the default grass texture): `canvas_statistics(variant)` recomputes
 # them and tests/data/test_mnist.py checks these figures against it. One pair per variant, not per

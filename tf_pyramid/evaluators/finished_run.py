@@ -52,7 +52,7 @@ def load_run(model_dir, policy=None, levels=None, split=None, checkpoint=None,
     config = config.replace(
         model={"policy": policy},
         data={"dataset": dataset_name,
-              **{key: overrides[key] for key in ("variant", "source", "data_dir")
+              **{key: overrides[key] for key in ("variant", "source", "data_dir", "mnist_input")
                  if overrides.get(key)}},
         evaluation=evaluation,
         trainer={"seed": seed if seed is not None else config.trainer.seed})
@@ -63,8 +63,12 @@ def load_run(model_dir, policy=None, levels=None, split=None, checkpoint=None,
             built[split_name] = runs.run_directory.build_run_dataset(
                 config, split_name, training=False, resolution=model.input_size,
                 class_names=runs.read_class_names(model_dir))
-            runs.check_same_inputs(model, built[split_name][1].input_convention.get_config(),
-                                   where)
+            info = built[split_name][1]
+            runs.check_same_inputs(model, info.input_convention.get_config(), where)
+            if info.num_classes is not None and info.num_classes != model.num_classes:
+                raise ValueError(f"{where} has {model.num_classes} classes, but this data has "
+                                 f"{info.num_classes}: evaluate it on the data it was trained "
+                                 "on (--dataset, --data_dir).")
         return built[split_name]
 
     if config.trainer.seed is not None:  # as the trainer: the same seed, the same images

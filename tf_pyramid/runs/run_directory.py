@@ -148,8 +148,9 @@ def check_same_inputs(model, convention, where):
     if theirs != ours:
         raise ValueError(
             f"{where} was trained on inputs {theirs}, but this data gives {ours}: its weights "
-            "would see inputs they never saw (e.g. an MNIST model of tf_pyramid 0.1, trained on "
-            "[0, 1], against the [-1, 1] pipeline). Retrain, or use a model of this version.")
+            "would see inputs they never saw. For MNIST, pass the --mnist_input the model was "
+            "trained with (unit: [0, 1]; symmetric: [-1, 1], the default before 0.3; "
+            "standardized; centered); otherwise retrain.")
 
 
 def copy_module_weights(source, target):
