@@ -150,13 +150,9 @@ def _mnist_examples(split, resolution, training, variant, source, data_dir, text
                     input_context, mnist_input):
     texture_image = mnist.load_texture(texture) if variant == "textured" else None
     digits, labels = mnist.load_digits(split, source, data_dir)
-    training_digits = None  # a user's texture: its statistics from the training digits
-    if variant == "textured" and texture is not None and mnist_input in ("standardized",
-                                                                         "centered"):
-        training_digits = digits if split == "train" else mnist.load_digits(
-            "train", source, data_dir)[0]
-    convention = input_convention("mnist", resolution, variant, mnist_input, texture,
-                                  training_digits)
+    convention = input_convention(
+        "mnist", resolution, variant, mnist_input, texture,
+        mnist.statistics_digits(variant, mnist_input, texture, source, data_dir))
     records = tf.data.Dataset.from_tensor_slices((digits, labels))
     if input_context is not None and input_context.num_input_pipelines > 1:
         records = records.shard(input_context.num_input_pipelines,

@@ -128,7 +128,7 @@ def _compose(digit, seed, variant, texture):
     return image, canvas
 
 
-def make_example_fn(variant, resolution, texture=None, value_range=SYMMETRIC_RANGE):
+def make_example_fn(variant, resolution, texture, value_range):
     """(digit uint8 [28, 28, 1], label, seed) -> (image float32 [r, r, 1] in `value_range`,
     label); the composition is done in [0, 1] and mapped linearly onto `value_range` last."""
     if variant == "textured":
@@ -143,7 +143,7 @@ def make_example_fn(variant, resolution, texture=None, value_range=SYMMETRIC_RAN
     return example
 
 
-def make_example_with_ink_fn(variant, resolution, texture=None, value_range=SYMMETRIC_RANGE):
+def make_example_with_ink_fn(variant, resolution, texture, value_range):
     """Like `make_example_fn` (same image for the same seed), plus the digit's ink map
     float32 [r, r, 1] in [0, 1]: the digit alone on its canvas, downscaled like the image. It
     says where the digit is, whatever the background (attention quality measures use it)."""
@@ -182,10 +182,9 @@ def evaluation_examples_with_ink(split, *, resolution, batch_size, variant="plai
     texture_image = load_texture(texture) if variant == "textured" else None
     digits, labels = load_digits(split, source, data_dir)
     if value_range is None:
-        training_digits = (load_digits("train", source, data_dir)[0]
-                           if variant == "textured" and texture is not None else None)
-        value_range = model_value_range(variant, texture=texture,
-                                        digits=training_digits)
+        value_range = model_value_range(
+            variant, texture=texture,
+            digits=statistics_digits(variant, DEFAULT_MNIST_INPUT, texture, source, data_dir))
     records = tf.data.Dataset.from_tensor_slices((digits, labels))
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
         2, drop_remainder=True)  # as the pipeline draws them (one stream, one worker)
@@ -236,9 +235,8 @@ def model_value_range(variant="plain", mnist_input=DEFAULT_MNIST_INPUT, texture=
     """The model input range of an MNIST variant under `mnist_input` (see `MNIST_INPUTS`).
 
     "standardized" and "centered" with the default texture read `CANVAS_STATISTICS`; with another
-    `texture`
-    image, the textured statistics are computed from `digits` (the caller passes the training
-    digits, the same for every split) and that image.
+    `texture` image, the textured statistics are computed from `digits` (`statistics_digits`: the
+    training digits, the same for every split) and that image.
     """
     if mnist_input not in MNIST_INPUTS:
         raise ValueError(f"Unknown MNIST input {mnist_input!r}; expected one of "
@@ -256,6 +254,15 @@ def model_value_range(variant="plain", mnist_input=DEFAULT_MNIST_INPUT, texture=
     if mnist_input == "centered":
         return (0.0 - mean, 1.0 - mean)
     return standardized_range(mean, std)
+
+
+def statistics_digits(variant, mnist_input, texture, source, data_dir):
+    """The digits `model_value_range` needs: the training digits where a user's texture image
+    sets the statistics (textured, standardized or centered), else None (nothing is read)."""
+    if variant == "textured" and texture is not None and mnist_input in ("standardized",
+                                                                         "centered"):
+        return load_digits("train", source, data_dir)[0]
+    return None
 
 
 _CUSTOM_TEXTURE_CACHE = {}

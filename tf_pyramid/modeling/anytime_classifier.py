@@ -101,7 +101,8 @@ class AnytimeClassifier(keras.Model):
         """Per-image early exit on model-ready `images`: the `ANYTIME_KEYS` dict.
 
         An image stops at the first level whose top softmax probability is >= `threshold`
-        (`<= 0`: every image after level 1; `> 1`: never early).
+        (`<= 0`: every image after level 1; `> 1`: never early): a scalar, or one value per image
+        ([B], as a batch of several requests carries them).
         """
         raise NotImplementedError
 

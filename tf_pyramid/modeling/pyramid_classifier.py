@@ -391,10 +391,13 @@ class PyramidClassifier(AnytimeClassifier):
         at each such level); an image that never stops early costs exactly what the full
         traversal reports when `threshold > 1`.
         """
-        threshold = tf.cast(tf.convert_to_tensor(threshold), tf.float32)
         images = input_checks.check_images(images, self.input_size, self.channels)
         batch = tf.shape(images)[0]
-        run_tests = threshold <= 1.0
+        # One threshold for the batch or one per image (a batch of mixed requests), as [B].
+        threshold = tf.broadcast_to(tf.cast(tf.convert_to_tensor(threshold), tf.float32),
+                                    [batch])
+        tests_image = threshold <= 1.0                                         # [B]
+        run_tests = tf.reduce_any(tests_image)
         state = {"active": tf.ones([batch], tf.bool), "levels_used": tf.ones([batch], tf.int32)}
 
         def descend_fn(trace, level):
@@ -426,6 +429,6 @@ class PyramidClassifier(AnytimeClassifier):
         test_costs = (summary["level_macs"]
                       - (1 + summary["level_num_locations"]) * costs["feature_extraction"]
                       - summary["location_applications"] * costs["location"])   # [B, L]
-        went_on = tf.logical_and(run_tests, tf.range(self.levels)[None, :] < pick)
+        went_on = tf.logical_and(tests_image[:, None], tf.range(self.levels)[None, :] < pick)
         overhead = tf.reduce_sum(tf.where(went_on, test_costs, tf.zeros_like(test_costs)), axis=1)
         return anytime_outputs(probabilities, levels_used, num_locations, macs + overhead)

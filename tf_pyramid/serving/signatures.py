@@ -144,7 +144,8 @@ class ServingFunctions:
     def anytime(self, images, threshold):
         model_images = self.prepare(images)
         thresholds = self.image_thresholds(threshold, tf.shape(model_images)[0])
-        return self.with_top_k_and_names(self.anytime_per_image(model_images, thresholds))
+        return self.with_top_k_and_names(self.model.anytime(model_images, thresholds,
+                                                            policy=POLICY))
 
     @staticmethod
     def image_thresholds(threshold, batch):
@@ -159,31 +160,6 @@ class ServingFunctions:
             message="threshold must be a scalar or hold one value per image ([N])")
         with tf.control_dependencies([size_ok]):
             return tf.broadcast_to(flat, [batch])
-
-    def anytime_per_image(self, model_images, thresholds):
-        """`model.anytime` with one threshold per image: one call per distinct value on the
-        images that carry it (a batch formed by TF Serving's batching layer mixes requests; each
-        image gets the answer its own request would get alone)."""
-        values, group = tf.unique(thresholds)
-        batch = tf.shape(thresholds)[0]
-        num_classes = int(self.model.num_classes)
-        initial = {"probabilities": tf.zeros([batch, num_classes], tf.float32),
-                   "classes": tf.zeros([batch], tf.int64),
-                   "levels_used": tf.zeros([batch], tf.int32),
-                   "num_locations": tf.zeros([batch], tf.int64),
-                   "macs": tf.zeros([batch], tf.int64)}
-        assert sorted(initial) == sorted(OUTPUT_KEYS), OUTPUT_KEYS
-
-        def body(i, outputs):
-            rows = tf.where(tf.equal(group, i))                                # [n, 1]
-            part = self.model.anytime(tf.gather_nd(model_images, rows), values[i],
-                                      policy=POLICY)
-            return i + 1, {key: tf.tensor_scatter_nd_update(
-                value, rows, tf.cast(part[key], value.dtype)) for key, value in outputs.items()}
-
-        _, outputs = tf.while_loop(lambda i, _: i < tf.size(values), body,
-                                   (tf.constant(0, tf.int32), initial))
-        return outputs
 
     def serving_bytes(self, image_bytes):
         return self.predict(self.preprocessor(self.decode(image_bytes)))
