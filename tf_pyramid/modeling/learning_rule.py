@@ -152,6 +152,18 @@ class LearningRuleError(ValueError):
         self.key, self.problem = key, problem
 
 
+def initial_cell_probability(rule, levels):
+    """Where a fresh training run starts the location module: c_r of the full depth (every cell
+    equally likely, the density at which R_t and R_r are met), kept inside [0.01, 0.99] so that
+    its logit is finite; None for one level or no attention target (c_t = 0 and no c_r)."""
+    if int(levels) < 2:
+        return None
+    q = cell_probability_target(rule, int(levels))
+    if q <= 0.0:
+        return None
+    return min(max(q, 0.01), 0.99)
+
+
 def cell_probability_target(rule, depth):
     """c_r for the rule at `depth` levels: the configured value or the one consistent with c_t."""
     value = rule["target_cell_probability"]

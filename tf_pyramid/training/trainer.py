@@ -44,6 +44,7 @@ from tf_pyramid.evaluators import per_level
 from tf_pyramid.runs import checkpoints, files, run_config
 from tf_pyramid.runs import lock as run_lock
 from tf_pyramid.modeling import is_pyramid
+from tf_pyramid.modeling import learning_rule as rules
 from tf_pyramid.training import actions as actions_lib
 from tf_pyramid.training import loss_spikes
 from tf_pyramid.training import strategy as strategy_lib
@@ -189,6 +190,7 @@ class Trainer:
                                learning_rule=c.learning_rule.to_learning_rule(
                                    is_pyramid(c.model.name)))
             self.optimizer.build(self.model.trainable_variables)
+            self._start_attention_uniform()
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch",
@@ -205,6 +207,18 @@ class Trainer:
                      "application %s.", c.model.name, c.model.levels, c.model.resolution, f"{params:,}",
                      {k: f"{v:,}" for k, v in costs.items()})
         logging.info("Learning rule: %s", self.model.learning_rule)
+
+    def _start_attention_uniform(self):
+        """Starts the location module at the attention the rule aims at (every cell with
+        probability c_r), before a checkpoint or `--init_from` may overwrite it."""
+        if not is_pyramid(self.config.model.name):
+            return
+        q = rules.initial_cell_probability(self.model.learning_rule, self.config.model.levels)
+        if q is None:
+            return
+        self.model.location_module.initialize_uniform_policy(q)
+        logging.info("Location module starts uniform: every cell attended with probability "
+                     "%.4f (c_r) for every image.", q)
 
     def _dataset(self, split, training, input_context=None, for_service=False):
         c = self.config

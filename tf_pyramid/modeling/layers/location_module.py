@@ -1,4 +1,6 @@
 """Location module (paper Sec. 3, A.2)."""
+import math
+
 import keras
 
 from tf_pyramid.modeling import precision
@@ -40,6 +42,26 @@ class LocationModule(keras.layers.Layer):
         flat = keras.ops.reshape(feature_map, (-1, kernel.shape[0]))
         logits = keras.ops.cast(keras.ops.matmul(flat, kernel) + self.conv.bias, "float32")
         return logits if return_logits else keras.ops.sigmoid(logits)
+
+    def initialize_uniform_policy(self, cell_probability):
+        """Makes the module attend every cell with probability `cell_probability`, whatever the
+        image: kernel zeros, bias logit(q). The gradient still reaches the kernel (it is the
+        feature map), so the module learns from there.
+
+        Training runs start here with q = c_r (docs/training.md, "Where the attention starts").
+        The default initialisation gives every cell p ~ 0.5, far more cells than c_t asks for
+        (~25 against 6 for a 3-level MNIST model); R_t's large error and Adam's normalised steps
+        then push p to ~0 within a few dozen steps, where the logistic function's gradient
+        vanishes and the module can stop attending for good.
+        """
+        q = float(cell_probability)
+        if not 0.0 < q < 1.0:
+            raise ValueError(f"cell_probability must lie strictly between 0 and 1; got {q!r}.")
+        if self.conv is None:
+            raise ValueError("The location module is not built yet: call it (or build the "
+                             "model) before initialising its policy.")
+        self.conv.kernel.assign(keras.ops.zeros_like(self.conv.kernel))
+        self.conv.bias.assign(keras.ops.full_like(self.conv.bias, math.log(q / (1.0 - q))))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_cells)
