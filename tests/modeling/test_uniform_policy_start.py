@@ -98,6 +98,7 @@ def test_a_fresh_training_run_starts_uniform(tmp_path):
     trainer = Trainer(tiny_config(tmp_path / "fresh")).setup()  # M1, 2 levels, c_t 2
     try:
         location = trainer.model.location_module
+        assert trainer.uniform_start == pytest.approx(2 / 9)
         assert np.all(location.conv.kernel.numpy() == 0.0)
         np.testing.assert_allclose(location.conv.bias.numpy(), np.log((2 / 9) / (7 / 9)),
                                    rtol=1e-6)

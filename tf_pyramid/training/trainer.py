@@ -80,6 +80,7 @@ class Trainer:
         self.data_service = None  # "HOST:PORT" of --data_service's dispatcher (setup)
         self.stopped_by_callback = None  # the step where a callback set model.stop_training
         self.validation_logs = None  # the last validation's scalars (for Keras callbacks)
+        self.uniform_start = None  # c_r the location module starts at (fresh pyramid runs)
         self.loss_spikes = loss_spikes.LossSpikeMonitor()  # epochs of this process
         self.result = {}
 
@@ -217,8 +218,7 @@ class Trainer:
         if q is None:
             return
         self.model.location_module.initialize_uniform_policy(q)
-        logging.info("Location module starts uniform: every cell attended with probability "
-                     "%.4f (c_r) for every image.", q)
+        self.uniform_start = q
 
     def _dataset(self, split, training, input_context=None, for_service=False):
         c = self.config
@@ -290,6 +290,9 @@ class Trainer:
                          copied, where, getattr(source, "levels", 1), c.model.levels)
         else:
             logging.info("Starting from scratch (no checkpoint in %s).", self.checkpoint_dir)
+            if self.uniform_start is not None:
+                logging.info("Location module starts uniform: every cell attended with "
+                             "probability %.4f (c_r) for every image.", self.uniform_start)
         return restored
 
     def _write_run_files(self):
