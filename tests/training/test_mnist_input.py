@@ -43,7 +43,6 @@ def test_resuming_with_another_mnist_input_is_refused_naming_the_flag():
         ("mnist_input", "symmetric", "standardized")]
 
 
-
 def test_a_bare_model_file_is_evaluated_with_the_input_it_was_trained_on(tmp_path):
     """A .keras file has no config.json: the default (standardised) data would not match a model
     trained on [-1, 1]; the error names --mnist_input, and with it the evaluation runs."""

@@ -3,8 +3,8 @@
 Pipeline shape: records (in-memory digits, or raw elements from a source) -> per-worker shard ->
 shuffle (training) -> zip with a stream of per-example stateless seeds -> one parallel map that
 parses, decodes and augments -> batch -> prefetch. Randomness comes only from the seed stream,
-which is re-randomized on every pass: positions, crops and colours change every epoch and every evaluation
-pass, and a fixed `seed` makes the whole sequence of passes reproducible.
+which is re-randomized on every pass: positions, crops and colours change every epoch and every
+evaluation pass, and a fixed `seed` makes the whole sequence of passes reproducible.
 """
 import functools
 

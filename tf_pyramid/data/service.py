@@ -28,8 +28,9 @@ Choices, and why:
   the kernels (start them with `--require_kernels`: they then refuse to start without them).
 * **Python steps cannot be shipped.** The image-skipping counters of ImageNet-style pipelines
   (TensorFlow variables and a Python log call) are left out
-  (`build_dataset(..., for_service=True)`): undecodable images are still skipped, and not counted in the trainer's log. The `tfrecord`
-  source reads damaged shards in Python and is refused with a message.
+  (`build_dataset(..., for_service=True)`): undecodable images are still skipped, and not
+  counted in the trainer's log. The `tfrecord` source reads damaged shards in Python and is
+  refused with a message.
 """
 import contextlib
 import hashlib
